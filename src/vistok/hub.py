@@ -1,0 +1,164 @@
+"""Build tokenizers by name, save them as ``config.json`` + ``model.safetensors``, load them back.
+
+Loading never unpickles and never runs code from the checkpoint: the config names a
+registered family and its typed parameters; the weights are safetensors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from vistok.registry import TOKENIZERS, SpecError
+from vistok.tokenizer import Tokenizer
+from vistok.utils.io import atomic_write_bytes, atomic_write_text
+
+__all__ = ["CheckpointError", "create", "list_tokenizers", "load", "save_pretrained"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+# Modules that register built-in tokenizers. Importing vistok stays cheap; the first
+# create/list imports these.
+_BUILTIN_MODULES = ["vistok.models.codecs"]
+_OPTIONAL_MODULES = [
+    "vistok.models.conv2d",
+    "vistok.models.vit2d",
+    "vistok.models.latent1d",
+    "vistok.models.pretrained",
+    "vistok.models.adapters",
+]
+_loaded = False
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be loaded; the message names the file and reason."""
+
+
+def _ensure_registered() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for mod in _BUILTIN_MODULES:
+        importlib.import_module(mod)
+    for mod in _OPTIONAL_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # a real missing dependency inside an existing module
+                raise
+    _loaded = True
+
+
+def list_tokenizers() -> list[str]:
+    """Names of every registered tokenizer family and variant."""
+    _ensure_registered()
+    return TOKENIZERS.names()
+
+
+def create(spec: str, **overrides: Any) -> Tokenizer:
+    """Build a tokenizer from ``family:key=value,...`` or load it from a checkpoint folder.
+
+    Examples: ``create("jpeg:quality=30")``, ``create("resize:factor=4")``,
+    ``create("path/to/checkpoint")``.
+    """
+    _ensure_registered()
+    if ("/" in spec or Path(spec).exists()) and ":" not in spec.split("/")[0]:
+        return load(spec)
+    return TOKENIZERS.create(spec, **overrides)
+
+
+def save_pretrained(tokenizer: Tokenizer, directory: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (each atomically) into ``directory``."""
+    from safetensors.torch import save
+
+    import vistok
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in tokenizer.state_dict().items()}
+    config = {
+        "vistok_version": vistok.__version__,
+        "name": tokenizer.registry_name,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in tokenizer.config.items()},
+    }
+    atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def _resolve_dir(name_or_path: str | Path, *, revision: str | None) -> Path:
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path}: expected a checkpoint folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
+    name = str(name_or_path)
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        raise CheckpointError(f"{name}: no such checkpoint folder")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            f"{name}: not a local folder, and loading from the Hugging Face Hub needs "
+            "`pip install huggingface_hub`"
+        ) from None
+    try:
+        return Path(snapshot_download(name, revision=revision, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+    except Exception as e:
+        raise CheckpointError(
+            f"{name}: could not fetch from the Hugging Face Hub ({type(e).__name__}: {e}). "
+            "Offline? Download the folder elsewhere and pass its local path."
+        ) from None
+
+
+def load(name_or_path: str | Path, *, revision: str | None = None, strict: bool = True) -> Tokenizer:
+    """Rebuild a saved tokenizer from a local folder or a hub repo ``org/name``.
+
+    Raises:
+        CheckpointError: missing files, an unknown family, or tensors that do not match.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    _ensure_registered()
+    directory = _resolve_dir(name_or_path, revision=revision)
+    cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise CheckpointError(
+                f"{p}: missing (a vistok checkpoint holds {CONFIG_NAME} and {WEIGHTS_NAME})"
+            )
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        name, params = cfg["name"], cfg["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{cfg_path}: not a vistok config ({type(e).__name__}: {e})") from None
+    try:
+        model = TOKENIZERS.create(name, **params)
+    except SpecError as e:
+        raise CheckpointError(f"{cfg_path}: {e}") from None
+    try:
+        state = load_file(str(w_path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{w_path}: unreadable safetensors file ({e})") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"{w_path}: tensors do not match {name!r}: missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+            f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}"
+        )
+    bad = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(
+            f"{w_path}: tensor {k!r} has shape {tuple(state[k].shape)}, model expects {tuple(own[k].shape)}"
+        )
+    model.load_state_dict(state, strict=strict)
+    model.eval()
+    model.source = str(name_or_path)  # type: ignore[attr-defined]
+    return model

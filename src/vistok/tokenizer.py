@@ -1,0 +1,118 @@
+"""The `Tokenizer` contract every model, codec and adapter satisfies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from vistok.tokens import Tokens
+
+__all__ = ["Tokenizer", "check_images"]
+
+Kind = Literal["discrete", "continuous", "codec"]
+
+
+def check_images(images: Tensor, *, who: str = "tokenizer") -> None:
+    """Raise a clear ``ValueError`` unless ``images`` is float ``[B, 3, H, W]`` in ``[0, 1]``."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{who}: images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{who}: images must be [B, 3, H, W], got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ValueError(f"{who}: images must be float in [0, 1], got dtype {images.dtype}")
+    if images.numel() and (images.min() < -1e-6 or images.max() > 1 + 1e-6):
+        lo, hi = images.min().item(), images.max().item()
+        raise ValueError(f"{who}: images must lie in [0, 1], got values in [{lo:.3f}, {hi:.3f}]")
+
+
+class Tokenizer(nn.Module):
+    """Images ``[B, 3, H, W]`` float in ``[0, 1]`` <-> :class:`Tokens`.
+
+    Class attributes a subclass sets:
+        kind: ``"discrete"`` (ids), ``"continuous"`` (latents) or ``"codec"`` (bytes).
+        variable_length: whether ``encode(..., num_tokens=k)`` accepts ``k < max_tokens``.
+
+    Instance attributes:
+        vocab_size: codebook size per index (``None`` for continuous tokenizers/codecs).
+        max_tokens: tokens per image at the native size (``None`` for codecs).
+        input_size: the one square size the model accepts, or ``None`` for any size.
+        stride: height and width must be multiples of it (1 = any).
+        spec / config / family / registry_name: set by the registry on creation.
+    """
+
+    kind: ClassVar[Kind] = "continuous"
+    variable_length: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vocab_size: int | None = None
+        self.max_tokens: int | None = None
+        self.input_size: int | None = None
+        self.stride: int = 1
+        self.spec: str = type(self).__name__
+        self.family: str = self.spec
+        self.registry_name: str = self.spec
+        self.config: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self.spec
+
+    def encode(self, images: Tensor, *, num_tokens: int | None = None) -> Tokens:
+        raise NotImplementedError
+
+    def decode(self, tokens: Tokens) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def reconstruct(self, images: Tensor, *, num_tokens: int | None = None) -> Tensor:
+        """``decode(encode(images))``: float ``[B, 3, H, W]`` in ``[0, 1]``."""
+        return self.decode(self.encode(images, num_tokens=num_tokens))
+
+    def check_input(self, images: Tensor) -> None:
+        """Validate range/shape and the size this tokenizer accepts (clear errors)."""
+        check_images(images, who=self.spec)
+        h, w = images.shape[-2:]
+        if self.input_size is not None and (h, w) != (self.input_size, self.input_size):
+            raise ValueError(
+                f"{self.spec}: accepts {self.input_size}x{self.input_size} images, got {h}x{w}; "
+                "adapt inputs with vistok.data.transforms.fit_to (pad/resize) first"
+            )
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"{self.spec}: height and width must be multiples of {self.stride}, got {h}x{w}")
+
+    def check_num_tokens(self, num_tokens: int | None) -> int | None:
+        if num_tokens is None:
+            return None
+        if not self.variable_length:
+            if self.max_tokens is not None and num_tokens == self.max_tokens:
+                return None
+            raise ValueError(f"{self.spec}: fixed-length tokenizer; num_tokens must be None")
+        assert self.max_tokens is not None
+        if not 1 <= num_tokens <= self.max_tokens:
+            raise ValueError(f"{self.spec}: num_tokens must be in 1..{self.max_tokens}, got {num_tokens}")
+        return num_tokens
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors``; ``vistok.load(directory)`` rebuilds it."""
+        from vistok.hub import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    def describe(self) -> dict[str, Any]:
+        """What a results file records about this tokenizer."""
+        return {
+            "spec": self.spec,
+            "family": self.family,
+            "kind": self.kind,
+            "vocab_size": self.vocab_size,
+            "max_tokens": self.max_tokens,
+            "variable_length": self.variable_length,
+            "input_size": self.input_size,
+            "stride": self.stride,
+            "parameters": sum(p.numel() for p in self.parameters()),
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.config.items()},
+        }
