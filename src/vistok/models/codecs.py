@@ -29,7 +29,7 @@ def to_uint8(images: Tensor) -> np.ndarray:
 
 def from_uint8(arrays: list[np.ndarray] | np.ndarray) -> Tensor:
     """uint8 ``[H, W, 3]`` arrays (same size) -> float ``[B, 3, H, W]`` in [0, 1]."""
-    x = torch.from_numpy(np.stack(list(arrays)) if isinstance(arrays, list) else arrays)
+    x = torch.from_numpy(np.stack(arrays) if isinstance(arrays, list) else np.array(arrays, copy=True))
     return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 

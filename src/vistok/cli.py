@@ -1,0 +1,307 @@
+"""``vistok`` command line: list, encode, decode, reconstruct, samples, bench, report, train.
+
+Batch commands go on past bad files, list each with its reason at the end, and exit
+non-zero only when nothing succeeded (exit 1) or on a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ALL_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments: printed as ``vistok: error: ...`` with exit code 2."""
+
+
+# ---- inputs ---------------------------------------------------------------------------
+def resolve_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
+    """``(file, relative output name)`` for files, folders (recursive) and ``samples:SET``."""
+    from vistok.data.images import find_images
+    from vistok.data.samples import SAMPLE_SETS, sample_set
+
+    out: list[tuple[Path, Path]] = []
+    for item in inputs:
+        if item == "samples" or item.startswith("samples:"):
+            names = item.split(":", 1)[1].split("+") if ":" in item else list(SAMPLE_SETS)
+            for name in names:
+                if name not in SAMPLE_SETS:
+                    raise UsageError(f"unknown sample set {name!r}; valid: {', '.join(SAMPLE_SETS)}")
+                s = sample_set(name)
+                out += [(p, Path(name) / p.name) for p in s.paths]
+            continue
+        p = Path(item)
+        if p.is_dir():
+            out += [(f, f.relative_to(p)) for f in find_images(p)]
+        elif p.exists():
+            out.append((p, Path(p.name)))
+        else:
+            raise UsageError(f"{item}: no such file or folder")
+    if not out:
+        raise UsageError("no input images found")
+    return out
+
+
+def _progress(items: Sequence[object], desc: str) -> object:
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="img", dynamic_ncols=True, disable=None)
+
+
+def _finish(done: int, failed: list[tuple[str, str]], what: str) -> int:
+    if failed:
+        print(f"\n{len(failed)} file(s) skipped:", file=sys.stderr)
+        for path, reason in failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    print(f"{done} {what}, {len(failed)} skipped")
+    return EXIT_ALL_FAILED if done == 0 and failed else EXIT_OK
+
+
+def _create(spec: str) -> object:
+    import vistok
+    from vistok.registry import SpecError
+
+    try:
+        return vistok.create(spec)
+    except SpecError as e:
+        raise UsageError(str(e)) from None
+
+
+# ---- commands -------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    import vistok
+    from vistok.registry import TOKENIZERS
+
+    names = vistok.list()
+    width = max(len(n) for n in names)
+    for name in names:
+        e = TOKENIZERS.get(name)
+        params = ", ".join(f"{k}={v}" for k, v in e.defaults().items())
+        extra = ""
+        if e.available is not None and (reason := e.available()):
+            extra = f"  [not available: {reason}]"
+        print(f"{name:<{width}}  {e.doc}{extra}")
+        if args.verbose and params:
+            print(f"{'':<{width}}    {params}")
+    return EXIT_OK
+
+
+def _out_path(out: Path, rel: Path, suffix: str, single: bool) -> Path:
+    if single and out.suffix:
+        return out
+    return out / rel.with_suffix(suffix)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from vistok.data.images import ImageLoadError, load_image_uint8
+    from vistok.pipeline import reconstruct_array
+    from vistok.utils.io import atomic_write_bytes
+
+    items = resolve_inputs(args.inputs)
+    tok = _create(args.tokenizer)
+    out = Path(args.output)
+    single = len(items) == 1
+    failed: list[tuple[str, str]] = []
+    done = 0
+    for path, rel in _progress(items, "reconstruct"):  # type: ignore[attr-defined]
+        try:
+            img = load_image_uint8(path)
+            rec = reconstruct_array(tok, img, size=args.size, num_tokens=args.num_tokens)  # type: ignore[arg-type]
+        except ImageLoadError as e:
+            failed.append((e.path, e.reason))
+            continue
+        except (ValueError, RuntimeError) as e:
+            failed.append((str(path), f"tokenizer failed: {e}"))
+            continue
+        import io
+
+        buf = io.BytesIO()
+        Image.fromarray(rec.image).save(buf, format="PNG")
+        atomic_write_bytes(_out_path(out, rel, ".png", single), buf.getvalue())
+        done += 1
+    return _finish(done, failed, "image(s) reconstructed")
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from vistok.data.images import ImageLoadError, load_image_uint8
+    from vistok.pipeline import encode_array
+
+    items = resolve_inputs(args.inputs)
+    tok = _create(args.tokenizer)
+    source = getattr(tok, "source", None) or tok.spec  # type: ignore[attr-defined]
+    out = Path(args.output)
+    single = len(items) == 1
+    failed: list[tuple[str, str]] = []
+    done = 0
+    total_bits = 0.0
+    for path, rel in _progress(items, "encode"):  # type: ignore[attr-defined]
+        try:
+            img = load_image_uint8(path)
+            tokens = encode_array(tok, img, size=args.size, num_tokens=args.num_tokens)  # type: ignore[arg-type]
+        except ImageLoadError as e:
+            failed.append((e.path, e.reason))
+            continue
+        except (ValueError, RuntimeError) as e:
+            failed.append((str(path), f"tokenizer failed: {e}"))
+            continue
+        tokens.meta["source_file"] = str(rel)
+        tokens.save(_out_path(out, rel, ".vtok", single), tokenizer=source)
+        total_bits += float(tokens.bits.sum())
+        done += 1
+    if done:
+        print(f"mean rate {total_bits / done / 8:.0f} bytes/image")
+    return _finish(done, failed, "image(s) encoded")
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    import io
+
+    from PIL import Image
+
+    import vistok
+    from vistok.pipeline import decode_array
+    from vistok.tokens import Tokens
+    from vistok.utils.io import atomic_write_bytes
+
+    files: list[Path] = []
+    for item in args.inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(p.rglob("*.vtok"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UsageError(f"{item}: no such file or folder")
+    if not files:
+        raise UsageError("no .vtok files found")
+    out = Path(args.output)
+    single = len(files) == 1
+    cache: dict[str, object] = {}
+    failed: list[tuple[str, str]] = []
+    done = 0
+    for f in _progress(files, "decode"):  # type: ignore[attr-defined]
+        try:
+            tokens, source = Tokens.load(f)
+            spec = args.tokenizer or source
+            if spec not in cache:
+                cache[spec] = vistok.create(spec)
+            img = decode_array(cache[spec], tokens)  # type: ignore[arg-type]
+        except (ValueError, RuntimeError, KeyError) as e:
+            failed.append((str(f), str(e)))
+            continue
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        rel = Path(tokens.meta.get("source_file", f.name))
+        atomic_write_bytes(_out_path(out, rel, ".png", single), buf.getvalue())
+        done += 1
+    return _finish(done, failed, "file(s) decoded")
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from vistok.data.samples import SAMPLE_SETS, materialize
+
+    names = args.sets or list(SAMPLE_SETS)
+    for n in names:
+        if n not in SAMPLE_SETS:
+            raise UsageError(f"unknown sample set {n!r}; valid: {', '.join(SAMPLE_SETS)}")
+    for s in materialize(Path(args.output), names):
+        print(f"{s.name}: {len(s.files)} images -> {Path(args.output) / s.name}  sha256 {s.sha256[:16]}")
+        for line in s.provenance:
+            print(f"    {line}")
+    return EXIT_OK
+
+
+# ---- parser ---------------------------------------------------------------------------
+def _add_common(p: argparse.ArgumentParser, *, tokenizer_required: bool = True) -> None:
+    p.add_argument(
+        "inputs", nargs="+", help="image files, folders (recursive) or samples[:photos|text|faces]"
+    )
+    p.add_argument(
+        "-t",
+        "--tokenizer",
+        required=tokenizer_required,
+        help="tokenizer spec (e.g. jpeg:quality=30) or checkpoint folder",
+    )
+    p.add_argument("-o", "--output", required=True, help="output folder (or file, for one input)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="pad to square and resize to SIZE before tokenizing (default: native resolution)",
+    )
+    p.add_argument("--num-tokens", type=int, default=None, help="tokens to keep (variable-length tokenizers)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vistok", description="Visual tokenizers: build, train, measure.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("list", help="list registered tokenizers")
+    p.add_argument("-v", "--verbose", action="store_true", help="show parameters and defaults")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("reconstruct", help="encode and decode images, write PNGs")
+    _add_common(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("encode", help="encode images to .vtok token files")
+    _add_common(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode .vtok token files to PNGs")
+    p.add_argument("inputs", nargs="+", help=".vtok files or folders")
+    p.add_argument("-o", "--output", required=True, help="output folder (or file, for one input)")
+    p.add_argument("-t", "--tokenizer", default=None, help="override the tokenizer recorded in the files")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("samples", help="write the built-in sample sets to a folder")
+    p.add_argument("sets", nargs="*", help="photos, text, faces (default: all)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.set_defaults(func=cmd_samples)
+
+    # Commands implemented in their own modules register themselves here.
+    for module in _COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        mod.add_command(sub)  # type: ignore[attr-defined]
+    return parser
+
+
+_COMMAND_MODULES = ["vistok.bench.cli", "vistok.train.cli"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        import vistok
+
+        print(f"vistok {vistok.__version__}")
+        return EXIT_OK
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return func(args)
+    except UsageError as e:
+        print(f"vistok: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Image input, sample data and the protocol's geometry."""

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+
+from vistok.registry import Registry, SpecError, coerce, format_spec, parse_spec
+
+
+class Obj:
+    def __init__(self, **kw: object):
+        self.kw = kw
+
+
+def make_registry() -> Registry[Obj]:
+    reg: Registry[Obj] = Registry("widget")
+
+    @reg.register("alpha")
+    def alpha(
+        *,
+        size: int = 3,
+        rate: float = 0.5,
+        on: bool = False,
+        levels: list[int] = [8, 5],  # noqa: B006
+        mode: Literal["a", "b"] = "a",
+        name: str = "x",
+        opt: int | None = None,
+    ) -> Obj:
+        """An alpha widget."""
+        return Obj(size=size, rate=rate, on=on, levels=levels, mode=mode, name=name, opt=opt)
+
+    reg.register_variant("alpha-big", "alpha", size=99)
+    return reg
+
+
+def test_parse_spec_bracket_aware() -> None:
+    assert parse_spec("fsq:levels=[8,5,5],dim=4") == ("fsq", {"levels": "[8,5,5]", "dim": "4"})
+    assert parse_spec(" jpeg ") == ("jpeg", {})
+    with pytest.raises(SpecError, match="key=value"):
+        parse_spec("jpeg:quality")
+    with pytest.raises(SpecError, match="given twice"):
+        parse_spec("jpeg:quality=1,quality=2")
+
+
+def test_create_types_all_parameters() -> None:
+    reg = make_registry()
+    o = reg.create("alpha:size=7,rate=2,on=yes,levels=[8,8,5],mode=b,name=hello,opt=none")
+    assert o.kw == {
+        "size": 7,
+        "rate": 2.0,
+        "on": True,
+        "levels": [8, 8, 5],
+        "mode": "b",
+        "name": "hello",
+        "opt": None,
+    }
+    assert reg.create("alpha:levels=4-4-3").kw["levels"] == [4, 4, 3]
+    assert reg.create("alpha:opt=5").kw["opt"] == 5
+    assert o.spec == "alpha:levels=[8,8,5],mode=b,name=hello,on=true,rate=2.0,size=7"
+    assert reg.create(o.spec).kw == o.kw  # the canonical spec rebuilds the same object
+
+
+def test_variant_presets_and_overrides() -> None:
+    reg = make_registry()
+    assert reg.create("alpha-big").kw["size"] == 99
+    assert reg.create("alpha-big:size=4").kw["size"] == 4
+    o = reg.create("alpha-big")
+    assert o.family == "alpha" and o.registry_name == "alpha-big"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("alpah", r"unknown widget 'alpah'\. Did you mean 'alpha'.*Valid widgets: alpha, alpha-big"),
+        ("alpha:szie=3", r"has no parameter 'szie'\. Did you mean 'size'.*Valid parameters: size \(int\)"),
+        ("alpha:size=3.5", r"parameter 'size': '3.5' is not a valid int"),
+        ("alpha:on=maybe", r"parameter 'on': 'maybe' is not a valid bool"),
+        ("alpha:mode=c", r"'c' is not a valid one of a\|b"),
+        ("alpha:levels=[8,x]", r"'x' is not a valid int"),
+    ],
+)
+def test_errors_name_what_is_valid(spec: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        make_registry().create(spec)
+
+
+def test_factory_value_errors_become_spec_errors() -> None:
+    reg: Registry[Obj] = Registry("thing")
+
+    @reg.register("t")
+    def t(*, n: int = 1) -> Obj:
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        return Obj(n=n)
+
+    with pytest.raises(SpecError, match=r"'t:n=0': n must be >= 1"):
+        reg.create("t:n=0")
+
+
+def test_duplicate_registration_and_missing_default() -> None:
+    reg = make_registry()
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("alpha")(lambda: Obj())
+    with pytest.raises(TypeError, match="needs a default"):
+        reg.register("nodefault")(lambda x: Obj())
+
+
+def test_coerce_and_format_round_trip() -> None:
+    assert coerce("1_000", int, where="w") == 1000
+    assert coerce(3, float, where="w") == 3.0
+    with pytest.raises(SpecError):
+        coerce(True, int, where="w")
+    assert format_spec("f", {"levels": [8, 5], "on": False, "x": None}) == "f:levels=[8,5],on=false,x=none"
