@@ -36,8 +36,14 @@ def make_registry() -> Registry[Obj]:
 def test_parse_spec_bracket_aware() -> None:
     assert parse_spec("fsq:levels=[8,5,5],dim=4") == ("fsq", {"levels": "[8,5,5]", "dim": "4"})
     assert parse_spec(" jpeg ") == ("jpeg", {})
+    assert parse_spec("diffusers:org/name,dtype=float16") == (
+        "diffusers",
+        {"": "org/name", "dtype": "float16"},
+    )
     with pytest.raises(SpecError, match="key=value"):
-        parse_spec("jpeg:quality")
+        parse_spec("jpeg:quality=1,fast")
+    with pytest.raises(SpecError, match="key=value"):
+        make_registry().create("alpha:size")  # a bare value where the entry takes none
     with pytest.raises(SpecError, match="given twice"):
         parse_spec("jpeg:quality=1,quality=2")
 
@@ -111,3 +117,18 @@ def test_coerce_and_format_round_trip() -> None:
     with pytest.raises(SpecError):
         coerce(True, int, where="w")
     assert format_spec("f", {"levels": [8, 5], "on": False, "x": None}) == "f:levels=[8,5],on=false,x=none"
+
+
+def test_positional_parameter() -> None:
+    reg: Registry[Obj] = Registry("adapter")
+
+    @reg.register("hub", positional="model")
+    def hub(*, model: str = "", dtype: str = "float32") -> Obj:
+        return Obj(model=model, dtype=dtype)
+
+    assert reg.create("hub:org/name,dtype=bf16").kw == {"model": "org/name", "dtype": "bf16"}
+    assert reg.create("hub:model=/local/dir").kw["model"] == "/local/dir"
+    with pytest.raises(SpecError, match="given twice"):
+        reg.create("hub:org/a,model=org/b")
+    with pytest.raises(TypeError, match="no parameter 'nope'"):
+        reg.register("bad", positional="nope")(lambda *, x=1: Obj())

@@ -61,6 +61,7 @@ class Entry(Generic[T]):
     presets: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
     base: str | None = None
+    positional: str | None = None  # parameter a leading bare value sets (``diffusers:org/name``)
     available: Callable[[], str | None] | None = None  # returns a reason when unavailable
 
     def defaults(self) -> dict[str, Any]:
@@ -97,9 +98,12 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     if not family:
         raise SpecError(f"empty name in {spec!r}; expected 'family' or 'family:key=value,...'")
     raw: dict[str, str] = {}
-    for part in _split_top_level(rest):
+    for i, part in enumerate(_split_top_level(rest)):
         key, eq, value = part.partition("=")
         key = key.strip()
+        if i == 0 and (not eq or "/" in key):  # a leading bare value: the entry's positional parameter
+            raw[""] = part.strip()
+            continue
         if not eq or not key:
             raise SpecError(f"in {spec!r}: {part!r} is not of the form key=value")
         if key in raw:
@@ -256,17 +260,26 @@ class Registry(Generic[T]):
         *,
         doc: str | None = None,
         available: Callable[[], str | None] | None = None,
+        positional: str | None = None,
     ) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: register ``fn`` (keyword parameters with defaults) under ``name``."""
+        """Decorator: register ``fn`` (keyword parameters with defaults) under ``name``.
+
+        ``positional`` names the parameter that a leading bare value sets, so that
+        ``family:VALUE,key=value`` means ``family:POSITIONAL=VALUE,key=value``.
+        """
 
         def deco(fn: Callable[..., T]) -> Callable[..., T]:
+            params = _params_of(fn)
+            if positional is not None and positional not in params:
+                raise TypeError(f"registry factory {fn.__qualname__}: no parameter {positional!r}")
             self._add(
                 Entry(
                     name=name,
                     factory=fn,
-                    params=_params_of(fn),
+                    params=params,
                     doc=(doc or inspect.getdoc(fn) or "").split("\n")[0],
                     available=available,
+                    positional=positional,
                 )
             )
             return fn
@@ -285,6 +298,7 @@ class Registry(Generic[T]):
                 presets={**entry.presets, **checked},
                 doc=doc or entry.doc,
                 base=entry.base or entry.name,
+                positional=entry.positional,
                 available=entry.available,
             )
         )
@@ -332,6 +346,13 @@ class Registry(Generic[T]):
         """Parse ``spec`` and return the entry with its full, typed keyword arguments."""
         family, raw = parse_spec(spec)
         entry = self.get(family)
+        if "" in raw:
+            value = raw.pop("")
+            if entry.positional is None:
+                raise SpecError(f"in {spec!r}: {value!r} is not of the form key=value")
+            if entry.positional in raw:
+                raise SpecError(f"in {spec!r}: {entry.positional!r} given twice")
+            raw = {entry.positional: value, **raw}
         kwargs = entry.defaults()
         kwargs.update(self._typed(entry, raw, spec=spec))
         kwargs.update(self._typed(entry, overrides, spec=spec))

@@ -1,0 +1,1 @@
+"""Benchmark: protocol, metrics, runner and reports (`vistok bench`)."""

@@ -1,0 +1,143 @@
+"""``vistok bench`` and ``vistok report`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+__all__ = ["DEFAULT_TOKENIZERS", "add_command"]
+
+# The default run: shipped tokenizers when present, the codec baselines swept over
+# quality, and the protocol's own upper bound (lossless PNG: only the resize remains).
+DEFAULT_TOKENIZERS = ["vistok-f8", "vistok-1d", "jpeg", "webp", "png"]
+
+
+def _default_specs() -> list[str]:
+    import vistok
+
+    names = set(vistok.list())
+    return [s for s in DEFAULT_TOKENIZERS if s.split(":")[0] in names]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vistok.bench.data import load_data
+    from vistok.bench.protocol import Protocol
+    from vistok.bench.report import write_report
+    from vistok.bench.runner import BenchConfig, run_bench
+    from vistok.cli import UsageError
+    from vistok.registry import SpecError
+
+    specs = args.tokenizer or ([] if args.reconstructions else _default_specs())
+    try:
+        data = load_data(args.data, args.annotations).subset(args.limit)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    suites = tuple(args.suites.split(",")) if args.suites else BenchConfig.suites
+    cfg = BenchConfig(
+        protocol=Protocol(size=args.size, pad_mode=args.pad),
+        suites=suites,
+        fd_features=args.features,
+        seed=args.seed,
+        device=args.device,
+    )
+    out = Path(args.output) / (args.run or time.strftime("run-%Y%m%d-%H%M%S"))
+    import vistok
+
+    create = vistok.create
+    if args.reconstructions:
+        from vistok.bench.precomputed import PrecomputedReconstructions, read_rate_table
+
+        try:
+            rates = read_rate_table(args.rates) if args.rates else None
+            pre = PrecomputedReconstructions(
+                args.reconstructions, bits_per_image=args.bits_per_image, rates=rates
+            )
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        specs = [pre.spec, *specs]
+
+        def create(spec: str) -> object:  # type: ignore[misc]
+            return pre if spec == pre.spec else vistok.create(spec)
+
+    try:
+        results = run_bench(
+            specs,
+            data,
+            cfg,
+            out,
+            sweep=not args.no_sweep,
+            create=create,  # type: ignore[arg-type]
+            save_reconstructions=args.save_reconstructions,
+        )
+    except SpecError as e:
+        raise UsageError(str(e)) from None
+    if results is None:  # a non-zero rank of a sharded run
+        return 0
+    md, html_path = write_report(results, out)
+    print(md.read_text())
+    print(f"results: {out / 'results.json'}\nreport:  {html_path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from vistok.bench.report import leaderboard, load_results, write_report
+    from vistok.cli import UsageError
+
+    try:
+        if len(args.runs) == 1 and not args.output:
+            res = load_results(args.runs[0])
+            md, html_path = write_report(res, Path(args.runs[0]))
+            print(f"wrote {md} and {html_path}")
+            return 0
+        text = leaderboard(args.runs)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.output:
+        from vistok.utils.io import atomic_write_text
+
+        atomic_write_text(Path(args.output), text)
+    print(text)
+    return 0
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bench", help="measure tokenizers on the protocol (default: samples, codecs)")
+    p.add_argument(
+        "-t",
+        "--tokenizer",
+        action="append",
+        help="tokenizer spec or checkpoint (repeatable); a bare codec name sweeps its quality",
+    )
+    p.add_argument("--data", default="samples", help="samples, samples:photos+text+faces, or a folder")
+    p.add_argument("--annotations", action="append", help="text/face annotation JSON for --data DIR")
+    p.add_argument("--size", type=int, default=256, help="evaluation size (256, 512, 1024)")
+    p.add_argument("--pad", choices=["reflect", "constant", "edge"], default="reflect")
+    p.add_argument("--suites", default=None, help="comma list of recon,text,face,codebook,robustness,speed")
+    p.add_argument("--features", default="mobilenet_v2", help="FD feature network (mobilenet_v2 | inception)")
+    p.add_argument("--no-sweep", action="store_true", help="use each spec as given (no quality/token sweep)")
+    p.add_argument("--limit", type=int, default=None, help="at most N images of each kind (quick runs)")
+    p.add_argument(
+        "--reconstructions",
+        default=None,
+        help="score reconstructions made elsewhere: a folder mirroring --data's relative paths",
+    )
+    p.add_argument(
+        "--bits-per-image", type=float, default=None, help="rate of every precomputed reconstruction"
+    )
+    p.add_argument("--rates", default=None, help="per-file rate table for --reconstructions (JSON or CSV)")
+    p.add_argument(
+        "--save-reconstructions",
+        default=None,
+        help="also write every reconstruction (evaluation geometry, PNG) under this folder",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-o", "--output", default="results", help="results folder (a run folder is made inside)")
+    p.add_argument("--run", default=None, help="run name (reuse it to resume an interrupted run)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="re-write a run's report, or merge runs into a leaderboard")
+    p.add_argument("runs", nargs="+", help="run folders or results.json files")
+    p.add_argument("-o", "--output", default=None, help="write the leaderboard markdown here")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,264 @@
+"""Human reports of bench results: ``report.md`` and a self-contained ``report.html``.
+
+Plots: rate–distortion curves (bpp against PSNR, FD, text accuracy, face distance) with
+one line per tokenizer family, and per-bucket bars for text and faces.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from vistok.utils.io import atomic_write_text
+
+__all__ = ["leaderboard", "load_results", "summary_rows", "write_report"]
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    p = p / "results.json" if p.is_dir() else p
+    try:
+        res = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p}: cannot read bench results ({e})") from None
+    if not str(res.get("schema", "")).startswith("vistok.bench.results/"):
+        raise ValueError(f"{p}: not a vistok bench results file")
+    return res
+
+
+def _get(d: dict[str, Any], *keys: str) -> float:
+    cur: Any = d
+    for k in keys:
+        if not isinstance(cur, dict) or k not in cur:
+            return math.nan
+        cur = cur[k]
+    try:
+        return float(cur)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+COLUMNS: list[tuple[str, tuple[str, ...], str]] = [
+    ("bpp", ("rate", "bpp"), "{:.3f}"),
+    ("PSNR", ("recon", "psnr"), "{:.2f}"),
+    ("SSIM", ("recon", "ssim"), "{:.3f}"),
+    ("MS-SSIM", ("recon", "ms_ssim"), "{:.3f}"),
+    ("FD-MobileNetV2", ("recon", "fd", "fd"), "{:.2f}"),
+    ("DFD", ("recon", "dfd", "dfd"), "{:.4f}"),
+    ("T-ACC", ("text", "t_acc"), "{:.3f}"),
+    ("T-NED", ("text", "t_ned"), "{:.3f}"),
+    ("face dist", ("face", "face_dist"), "{:.3f}"),
+    ("face <0.6", ("face", "face_same"), "{:.2f}"),
+    ("pPSNR", ("robustness", "psnr"), "{:.2f}"),
+    ("pFD", ("robustness", "fd", "fd"), "{:.2f}"),
+    ("enc img/s", ("speed", "encode_images_per_s"), "{:.1f}"),
+    ("dec img/s", ("speed", "decode_images_per_s"), "{:.1f}"),
+]
+
+
+def _family(point: dict[str, Any]) -> str:
+    return point["spec"].split(":")[0] if point.get("num_tokens") is None else point["spec"]
+
+
+def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per point: label, family and every column of :data:`COLUMNS`."""
+    rows = []
+    for p in results["points"]:
+        row: dict[str, Any] = {"point": p["point"], "family": _family(p)}
+        for name, keys, _ in COLUMNS:
+            row[name] = _get(p, *keys)
+        rows.append(row)
+    return rows
+
+
+def _fmt(v: float, f: str) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)
+
+
+def _table_md(rows: list[dict[str, Any]], first: str = "point") -> str:
+    head = [first] + [c[0] for c in COLUMNS]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        out.append("| " + " | ".join([r[first]] + [_fmt(r[c[0]], c[2]) for c in COLUMNS]) + " |")
+    return "\n".join(out)
+
+
+def _figure_png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(results: dict[str, Any]) -> dict[str, str]:
+    """Base64 PNGs: rate–distortion panels and per-bucket bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary_rows(results)
+    by_family: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_family[r["family"]].append(r)
+    panels = [
+        ("PSNR", "PSNR (dB) ↑"),
+        ("FD-MobileNetV2", "FD-MobileNetV2 ↓"),
+        ("T-ACC", "text word accuracy ↑"),
+        ("face dist", "face identity distance ↓"),
+    ]
+    panels = [p for p in panels if any(not math.isnan(r[p[0]]) for r in rows)]
+    out: dict[str, str] = {}
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+        for ax, (col, title) in zip(axes[0], panels):
+            for fam, rs in sorted(by_family.items()):
+                pts = sorted((r["bpp"], r[col]) for r in rs if not math.isnan(r[col]))
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=fam)
+            ax.set_xscale("log")
+            ax.set_xlabel("bits per pixel (evaluation size)")
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        out["rate_distortion"] = _figure_png(fig)
+        plt.close(fig)
+    for suite, key, label in (("text", "t_acc", "word accuracy"), ("face", "face_dist", "identity distance")):
+        pts = [p for p in results["points"] if isinstance(p.get(suite), dict)]
+        if not pts:
+            continue
+        labels = [k[len(key) + 1 : -1] for k in pts[0][suite] if k.startswith(key + "[")]
+        if not labels:
+            continue
+        if len(pts) > 12:  # keep the chart readable: an even spread over the points
+            step = len(pts) / 12
+            pts = [pts[int(i * step)] for i in range(12)]
+        fig, ax = plt.subplots(figsize=(9, 3.4))
+        width = 0.8 / len(pts)
+        for i, p in enumerate(pts):
+            vals = [p[suite].get(f"{key}[{lab}]", math.nan) for lab in labels]
+            ax.bar([j + i * width for j in range(len(labels))], vals, width=width, label=p["point"])
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, fontsize=8)
+        ax.set_xlabel("size relative to the image (box height / max(H, W))")
+        ax.set_ylabel(label)
+        ax.set_title(f"{suite}: {label} by size bucket", fontsize=10)
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        out[f"{suite}_buckets"] = _figure_png(fig)
+        plt.close(fig)
+    return out
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    notes = []
+    seen: set[str] = set()
+    for p in results["points"]:
+        for suite, reason in p.get("skipped_suites", {}).items():
+            line = f"{suite} skipped for {_family(p)}: {reason}"
+            if line not in seen:
+                seen.add(line)
+                notes.append(line)
+        for path, reason in p.get("skipped_images", []):
+            line = f"image skipped: {path}: {reason}"
+            if line not in seen:
+                seen.add(line)
+                notes.append(line)
+    return notes
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into ``out_dir``."""
+    out = Path(out_dir)
+    rows = summary_rows(results)
+    env, data, proto = results["environment"], results["data"], results["protocol"]
+    md = [
+        "# vistok bench report",
+        "",
+        f"Data: **{data['name']}** ({data['count']} images, {data.get('words', 0)} words, "
+        f"{data.get('faces', 0)} faces; sha256 `{data['sha256'][:16]}`). "
+        f"Protocol {proto['version']}: size {proto['size']}, {proto['pad_mode']} padding. "
+        f"vistok {env['vistok']}, torch {env['libraries']['torch']}, {env['threads']} threads on {env['device']}. "
+        f"Wall time {results['wall_s']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB.",
+        "",
+        "FD is computed on ImageNet MobileNetV2 features (labelled FD-MobileNetV2; it is not rFID). "
+        "Text: OCR word accuracy (T-ACC) and 1 − normalized edit distance (T-NED), unweighted mean over "
+        "size buckets. Faces: dlib identity distance (lower is better) and the share under 0.6.",
+        "",
+        _table_md(rows),
+        "",
+    ]
+    notes = _notes(results)
+    if notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    md += ["## Protocol", ""] + [f"- {k}: {v}" for k, v in proto.items()] + [""]
+    md_path = out / "report.md"
+    atomic_write_text(md_path, "\n".join(md))
+
+    plots = _plots(results)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>vistok bench</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
+        "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "td:first-child{text-align:left}</style></head><body>",
+        "<h1>vistok bench report</h1>",
+        f"<p>{html.escape(md[2])}</p>",
+        f"<p>{html.escape(md[4])}</p>",
+    ]
+    head = ["point"] + [c[0] for c in COLUMNS]
+    parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+    for r in rows:
+        cells = [html.escape(r["point"])] + [_fmt(r[c[0]], c[2]) for c in COLUMNS]
+        parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    parts.append("</table>")
+    for name, b64 in plots.items():
+        parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><img src='data:image/png;base64,{b64}'>")
+    parts += _strips_html(results)
+    if notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    parts.append(
+        "<h2>Protocol</h2><ul>"
+        + "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in proto.items())
+        + "</ul></body></html>"
+    )
+    html_path = out / "report.html"
+    atomic_write_text(html_path, "\n".join(parts))
+    return md_path, html_path
+
+
+def _strips_html(results: dict[str, Any]) -> list[str]:
+    """Worst text and face cases (original next to reconstruction), when crops were recorded."""
+    parts = []
+    for suite in ("text", "face"):
+        cases = []
+        for p in results["points"]:
+            for rec in p.get(f"{suite}_worst", []):
+                cases.append((p["point"], rec))
+        if not cases:
+            continue
+        parts.append(f"<h2>Worst {suite} cases</h2><table>")
+        for label, rec in cases[:24]:
+            parts.append(
+                f"<tr><td>{html.escape(label)}</td><td>{html.escape(rec.get('caption', ''))}</td>"
+                f"<td><img src='data:image/png;base64,{rec['original_png']}'></td>"
+                f"<td><img src='data:image/png;base64,{rec['reconstruction_png']}'></td></tr>"
+            )
+        parts.append("</table>")
+    return parts
+
+
+def leaderboard(paths: list[str | Path]) -> str:
+    """Merge several runs into one markdown leaderboard (rows sorted by family, then bpp)."""
+    rows = []
+    for p in paths:
+        res = load_results(p)
+        for r in summary_rows(res):
+            r["point"] = f"{r['point']} ({Path(p).name})"
+            rows.append(r)
+    rows.sort(key=lambda r: (r["family"], r["bpp"]))
+    return "# vistok leaderboard\n\n" + _table_md(rows) + "\n"

@@ -1,0 +1,508 @@
+"""`vistok bench`: run tokenizers through the protocol and measure every suite.
+
+A *point* is one tokenizer setting (a spec, and a token count for variable-length
+tokenizers). Each point's results are written atomically to ``points/<key>.json`` as
+soon as it finishes, so an interrupted run resumes where it stopped. Under torchrun the
+points are split across ranks and rank 0 merges them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vistok.bench.data import BenchData
+from vistok.bench.precomputed import PrecomputedReconstructions
+from vistok.bench.protocol import PROTOCOL_VERSION, Protocol
+from vistok.data.images import ImageLoadError, load_image_uint8
+from vistok.data.transforms import apply_fit, undo_fit
+from vistok.models.codecs import from_uint8, to_uint8
+from vistok.pipeline import fit_for
+from vistok.tokenizer import Tokenizer
+from vistok.utils.io import atomic_write_bytes, atomic_write_text
+
+__all__ = ["SCHEMA_VERSION", "BenchConfig", "Point", "expand_points", "run_bench"]
+
+SCHEMA_VERSION = "vistok.bench.results/1"
+
+# Default sweeps: codec qualities spanning their useful range, and token counts.
+CODEC_SWEEPS: dict[str, list[str]] = {
+    "jpeg": [f"jpeg:quality={q}" for q in (5, 15, 30, 50, 75, 90)],
+    "webp": [f"webp:quality={q}" for q in (0, 10, 30, 50, 75, 90)],
+    "avif": [f"avif:quality={q}" for q in (10, 30, 50, 70, 90)],
+    "resize": [f"resize:factor={f}" for f in (16, 8, 4, 2)],
+}
+
+
+@dataclass
+class BenchConfig:
+    """Everything besides the tokenizers and the data that a run depends on."""
+
+    protocol: Protocol = field(default_factory=Protocol)
+    suites: tuple[str, ...] = ("recon", "text", "face", "codebook", "robustness", "speed")
+    fd_features: str = "mobilenet_v2"
+    robust_alpha: float = 0.1  # fraction of tokens perturbed
+    robust_delta: int = 4  # among the delta nearest codebook entries
+    robust_noise: float = 0.1  # continuous: Gaussian noise std relative to the latents' std
+    speed_batch: int = 8
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Point:
+    spec: str
+    num_tokens: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.spec if self.num_tokens is None else f"{self.spec}@{self.num_tokens}"
+
+
+def expand_points(specs: list[str], *, sweep: bool, create: Callable[[str], Tokenizer]) -> list[Point]:
+    """Specs -> points. With ``sweep``, a bare codec family expands to its quality sweep
+    and a variable-length tokenizer to token counts 1, 2, 4, ... up to its maximum."""
+    points: list[Point] = []
+    for spec in specs:
+        if sweep and spec in CODEC_SWEEPS:
+            points += [Point(s) for s in CODEC_SWEEPS[spec]]
+            continue
+        tok = create(spec)
+        if sweep and tok.variable_length and tok.max_tokens:
+            counts = sorted(
+                {min(2**i, tok.max_tokens) for i in range(int(math.log2(tok.max_tokens)) + 1)}
+                | {tok.max_tokens}
+            )
+            points += [Point(spec, k) for k in counts]
+        else:
+            points.append(Point(spec))
+    return points
+
+
+def _key(point: Point, data: BenchData, cfg: BenchConfig) -> str:
+    blob = json.dumps([point.label, data.sha256, data.name, asdict(cfg)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _peak_rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / 2**20
+
+
+def environment(cfg: BenchConfig) -> dict[str, Any]:
+    import PIL
+
+    import vistok
+
+    libs: dict[str, str] = {"torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__}
+    for mod in ("rapidocr", "onnxruntime", "dlib", "skimage", "scipy"):
+        try:
+            m = __import__(mod)
+            libs[mod] = getattr(m, "__version__", "?")
+        except Exception:
+            libs[mod] = "not installed"
+    return {
+        "vistok": vistok.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "libraries": libs,
+        "device": cfg.device,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+# ---- one point ----------------------------------------------------------------------
+class _Suites:
+    """Creates the metric accumulators a point needs; records why a suite is skipped."""
+
+    def __init__(self, cfg: BenchConfig, data: BenchData):
+        import vistok.bench.metrics  # noqa: F401 - registers the metrics
+        from vistok.registry import METRICS
+
+        self.skipped: dict[str, str] = {}
+        self.metrics: dict[str, Any] = {}
+        want = set(cfg.suites)
+        if "recon" in want:
+            for name in ("fd", "dfd"):
+                try:
+                    kw = {"extractor": cfg.fd_features} if name == "fd" else {}
+                    self.metrics[name] = METRICS.create(name, **kw)
+                except Exception as e:
+                    self.skipped[name] = f"{type(e).__name__}: {e}"
+        has_words = any(i.words for i in data.items)
+        has_faces = any(i.faces for i in data.items)
+        for suite, present, avail in (
+            ("text", has_words, "text_available"),
+            ("face", has_faces, "face_available"),
+        ):
+            if suite not in want:
+                continue
+            if not present:
+                self.skipped[suite] = "no annotations of this kind in the data"
+                continue
+            mod = __import__(f"vistok.bench.metrics.{suite}", fromlist=[avail])
+            reason = getattr(mod, avail)()
+            if reason:
+                self.skipped[suite] = reason
+                continue
+            self.metrics[suite] = METRICS.create(suite)
+
+
+def _perturb(tok: Tokenizer, tokens: Any, cfg: BenchConfig, gen: torch.Generator) -> tuple[Any, str] | None:
+    """RobustTok-style perturbation; ``None`` when the tokenizer has no notion of it."""
+    import copy
+
+    t = copy.copy(tokens)
+    if t.ids is not None and hasattr(tok, "neighbours"):
+        ids = t.ids
+        nb = tok.neighbours(ids, cfg.robust_delta)  # [..., delta]
+        choice = torch.randint(0, nb.shape[-1], ids.shape, generator=gen)
+        swapped = torch.gather(nb, -1, choice.unsqueeze(-1)).squeeze(-1)
+        mask = torch.rand(ids.shape, generator=gen) < cfg.robust_alpha
+        t.ids = torch.where(mask, swapped, ids)
+        return t, f"alpha={cfg.robust_alpha}, delta={cfg.robust_delta} nearest codebook entries"
+    if t.latents is not None:
+        lat = t.latents
+        noise = torch.randn(lat.shape, generator=gen) * lat.float().std() * cfg.robust_noise
+        t.latents = (lat.float() + noise).to(lat.dtype)
+        return t, f"gaussian noise, std = {cfg.robust_noise} x latent std"
+    return None
+
+
+class _Codebook:
+    """Histogram of ids per codebook: used fraction, perplexity, empirical entropy."""
+
+    def __init__(self, vocab: int):
+        self.vocab = vocab
+        self.counts: torch.Tensor | None = None
+
+    def add(self, ids: torch.Tensor, lengths: torch.Tensor | None, num_codebooks: int = 1) -> None:
+        """ids: long ``[B, ...]`` (last dim = codebooks when ``num_codebooks > 1``)."""
+        flat = ids.reshape(ids.shape[0], -1, num_codebooks)
+        if self.counts is None:
+            self.counts = torch.zeros(num_codebooks, self.vocab, dtype=torch.float64)
+        for b in range(flat.shape[0]):
+            rows = flat[b] if lengths is None else flat[b, : int(lengths[b])]
+            for c in range(num_codebooks):
+                self.counts[c] += torch.bincount(rows[:, c].clamp(0, self.vocab - 1), minlength=self.vocab)
+
+    def compute(self) -> dict[str, float]:
+        if self.counts is None:
+            return {}
+        p = self.counts / self.counts.sum(-1, keepdim=True).clamp_min(1)
+        ent = -(p * torch.log2(p.clamp_min(1e-300))).sum(-1)
+        return {
+            "used_fraction": float((self.counts > 0).double().mean()),
+            "perplexity": float((2**ent).mean()),
+            "entropy_bits": float(ent.mean()),
+            "nominal_bits": math.log2(self.vocab),
+            "tokens_seen": float(self.counts.sum()),
+        }
+
+
+class _Worst:
+    """The few worst text/face instances of a point, with crops for the report."""
+
+    def __init__(self, suite: str, keep: int = 6):
+        self.suite, self.keep = suite, keep
+        self.items: list[tuple[tuple[float, ...], dict[str, Any]]] = []
+
+    def _badness(self, rec: dict[str, Any]) -> tuple[float, ...]:
+        if self.suite == "text":  # failed words first, the largest of them first
+            return (float(rec["exact"]), float(rec["ned"]), -float(rec["height_ratio"]))
+        return (-float(rec["distance"]), -float(rec["size_ratio"]))
+
+    def offer(self, rec: dict[str, Any], original: np.ndarray, recon: np.ndarray, rel: str) -> None:
+        if self.suite == "text" and rec.get("exact", 1.0) >= 1.0:
+            return
+        if self.suite == "face" and not math.isfinite(float(rec.get("distance", math.nan))):
+            return
+        key = self._badness(rec)
+        if len(self.items) >= self.keep and key >= self.items[-1][0]:
+            return
+        x0, y0, x1, y1 = (round(float(v)) for v in rec["box"])
+        m = max(2, (y1 - y0) // 3)
+        box = (max(0, x0 - m), max(0, y0 - m), min(original.shape[1], x1 + m), min(original.shape[0], y1 + m))
+        caption = (
+            f"{rel}: '{rec['text']}' read as '{rec['pred']}' (height {y1 - y0}px)"
+            if self.suite == "text"
+            else f"{rel}: distance {float(rec['distance']):.3f} (face {y1 - y0}px)"
+        )
+        case = {
+            "caption": caption,
+            "original_png": _png_b64(original, box),
+            "reconstruction_png": _png_b64(recon, box),
+        }
+        self.items.append((key, case))
+        self.items.sort(key=lambda kv: kv[0])
+        del self.items[self.keep :]
+
+    def cases(self) -> list[dict[str, Any]]:
+        return [c for _, c in self.items]
+
+
+def _png_b64(a: np.ndarray, box: tuple[int, int, int, int], min_height: int = 48) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(a).crop(box)
+    if im.height < min_height:  # enlarge small crops (nearest: show the pixels as they are)
+        s = -(-min_height // max(im.height, 1))
+        im = im.resize((im.width * s, im.height * s), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def point_dirname(point: Point) -> str:
+    """A file-system-safe folder name for a point's saved reconstructions."""
+    return "".join(c if c.isalnum() or c in "-_.=@" else "_" for c in point.label)
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    atomic_write_bytes(path.with_suffix(".png"), buf.getvalue())
+
+
+def run_point(
+    tok: Tokenizer, point: Point, data: BenchData, cfg: BenchConfig, save_dir: Path | None = None
+) -> dict[str, Any]:
+    """Reconstruct every image of ``data`` with ``tok`` at ``point`` and measure the suites.
+
+    ``save_dir``: also write each reconstruction (evaluation geometry, 8-bit PNG) to
+    ``save_dir/<point>/<image>.png`` — the layout ``--reconstructions`` reads back.
+    """
+    from vistok.bench.metrics.pixel import ms_ssim, psnr, ssim
+
+    proto = cfg.protocol
+    suites = _Suites(cfg, data)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rows: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    robust_psnr: list[float] = []
+    robust_note: str | None = None
+    robust_fd = None
+    if "robustness" in cfg.suites and "fd" in suites.metrics:
+        from vistok.registry import METRICS
+
+        robust_fd = METRICS.create("fd", extractor=cfg.fd_features)
+    codebook = (
+        _Codebook(tok.vocab_size)
+        if ("codebook" in cfg.suites and tok.kind == "discrete" and tok.vocab_size)
+        else None
+    )
+    worst = {"text": _Worst("text"), "face": _Worst("face")}
+    enc_time = dec_time = 0.0
+    t_start = time.perf_counter()
+    tok.eval()
+    with torch.no_grad():
+        for item in data.items:
+            try:
+                img = load_image_uint8(item.path)
+            except ImageLoadError as e:
+                skipped.append((e.path, e.reason))
+                continue
+            fit = fit_for(tok, *img.shape[:2], size=proto.size, pad_mode=proto.pad_mode)
+            fitted = apply_fit(img, fit)
+            x = from_uint8(fitted[None]).to(cfg.device)
+            tokens = None
+            if isinstance(tok, PrecomputedReconstructions):
+                found = tok.lookup(item.rel, fit)
+                if isinstance(found, str):
+                    skipped.append((item.rel, found))
+                    continue
+                rec8, bits = found
+            else:
+                t0 = time.perf_counter()
+                tokens = tok.encode(x, num_tokens=point.num_tokens)
+                t1 = time.perf_counter()
+                recon = tok.decode(tokens).clamp(0, 1)
+                t2 = time.perf_counter()
+                enc_time += t1 - t0
+                dec_time += t2 - t1
+                rec8 = to_uint8(recon)[0]  # rounded to 8 bits, as a saved image would be
+                bits = float(tokens.bits[0])
+            if save_dir is not None:
+                _save_png(save_dir / point_dirname(point) / item.rel, rec8)
+            y = from_uint8(rec8[None])
+            x = x.cpu()
+            row = {
+                "file": item.rel,
+                "bits": bits,
+                "bpp": bits / (fit.size_h * fit.size_w),
+                "bpp_original": bits / (fit.orig_h * fit.orig_w),
+                "psnr": float(psnr(x, y)[0]),
+                "ssim": float(ssim(x, y)[0]),
+            }
+            try:
+                row["ms_ssim"] = float(ms_ssim(x, y)[0])
+            except ValueError:
+                row["ms_ssim"] = math.nan
+            rows.append(row)
+            for name in ("fd", "dfd"):
+                if name in suites.metrics:
+                    suites.metrics[name].update(x, y)
+            back = undo_fit(rec8, fit)  # original geometry: annotation coordinates stay valid
+            for suite, ann in (("text", item.words), ("face", item.faces)):
+                if ann and suite in suites.metrics:
+                    m = suites.metrics[suite]
+                    before = len(m.records())
+                    m.update(from_uint8(img[None]), from_uint8(back[None]), [ann])
+                    for rec in m.records()[before:]:
+                        worst[suite].offer(rec, img, back, item.rel)
+            if codebook is not None and tokens is not None and tokens.ids is not None:
+                codebook.add(tokens.ids.cpu(), tokens.lengths, int(getattr(tok, "num_codebooks", 1)))
+            if "robustness" in cfg.suites and tokens is not None:
+                pert = _perturb(tok, tokens, cfg, gen)
+                if pert is not None:
+                    robust_note = pert[1]
+                    yp = from_uint8(to_uint8(tok.decode(pert[0]).clamp(0, 1)))
+                    robust_psnr.append(float(psnr(x, yp)[0]))
+                    if robust_fd is not None:
+                        robust_fd.update(x, yp)
+    wall = time.perf_counter() - t_start
+    n = len(rows)
+    if n == 0:
+        raise RuntimeError(f"{point.label}: no image could be processed ({len(skipped)} skipped)")
+
+    def mean(key: str, cap: float | None = None) -> float:
+        vals = [r[key] for r in rows if not math.isnan(r[key])]
+        if cap is not None:  # identical images give PSNR = inf: capped in means, as documented
+            vals = [min(v, cap) for v in vals]
+        return float(np.mean(vals)) if vals else math.nan
+
+    out: dict[str, Any] = {
+        "point": point.label,
+        "spec": point.spec,
+        "num_tokens": point.num_tokens,
+        "tokenizer": tok.describe(),
+        "images": n,
+        "rate": {"bits_per_image": mean("bits"), "bpp": mean("bpp"), "bpp_original": mean("bpp_original")},
+        "recon": {"psnr": mean("psnr", cap=100.0), "ssim": mean("ssim"), "ms_ssim": mean("ms_ssim")},
+        "skipped_images": [list(s) for s in skipped],
+        "skipped_suites": dict(suites.skipped),
+        "per_image": rows,
+        "wall_s": wall,
+    }
+    for name in ("fd", "dfd"):
+        if name in suites.metrics:
+            out["recon"][name] = suites.metrics[name].compute()
+    for name in ("text", "face"):
+        if name in suites.metrics:
+            m = suites.metrics[name]
+            out[name] = m.compute()
+            out[name + "_worst"] = worst[name].cases()
+    if codebook is not None:
+        out["codebook"] = codebook.compute()
+    elif "codebook" in cfg.suites:
+        out["skipped_suites"]["codebook"] = f"not a discrete tokenizer ({tok.kind})"
+    if robust_note is not None:
+        out["robustness"] = {
+            "perturbation": robust_note,
+            "psnr": float(np.mean(robust_psnr)),
+            "fd": robust_fd.compute() if robust_fd is not None else None,
+        }
+    elif "robustness" in cfg.suites:
+        out["skipped_suites"]["robustness"] = "no tokens to perturb (codec bytes)"
+    if "speed" in cfg.suites and enc_time > 0:
+        out["speed"] = {
+            "encode_images_per_s": n / enc_time if enc_time else math.nan,
+            "decode_images_per_s": n / dec_time if dec_time else math.nan,
+            "batch": 1,
+            "peak_rss_mb": _peak_rss_mb(),
+            "note": "batch 1 at the evaluation size, wall clock; peak RSS of the whole process",
+        }
+    return out
+
+
+# ---- the run ----------------------------------------------------------------------------
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return dist.get_rank(), world
+    return 0, 1
+
+
+def run_bench(
+    specs: list[str],
+    data: BenchData,
+    cfg: BenchConfig,
+    out_dir: str | Path,
+    *,
+    sweep: bool = True,
+    create: Callable[[str], Tokenizer] | None = None,
+    progress: bool = True,
+    save_reconstructions: str | Path | None = None,
+) -> dict[str, Any] | None:
+    """Run every point, write ``results.json`` into ``out_dir``; returns the results (rank 0).
+
+    ``create`` builds a tokenizer from a spec (default ``vistok.create``);
+    ``save_reconstructions`` writes every reconstruction as PNG (see :func:`run_point`).
+    """
+    import vistok
+
+    create = create or vistok.create
+    out = Path(out_dir)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    rank, world = _dist()
+    points = expand_points(specs, sweep=sweep, create=create)
+    mine = points[rank::world]
+    t0 = time.perf_counter()
+    cache: dict[str, Tokenizer] = {}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(mine, desc=f"bench[{rank}]" if world > 1 else "bench", unit="pt", disable=not progress or None)
+    for point in bar:
+        path = out / "points" / f"{_key(point, data, cfg)}.json"
+        if path.is_file():
+            continue  # resumed: this point finished in an earlier run
+        bar.set_postfix_str(point.label)
+        if point.spec not in cache:
+            cache[point.spec] = create(point.spec).to(cfg.device)
+        save = Path(save_reconstructions) if save_reconstructions else None
+        res = run_point(cache[point.spec], point, data, cfg, save)
+        atomic_write_text(path, json.dumps(res, default=float) + "\n")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if rank != 0:
+            return None
+    results = {
+        "schema": SCHEMA_VERSION,
+        "protocol": {"version": PROTOCOL_VERSION, **cfg.protocol.describe()},
+        "config": {k: v for k, v in asdict(cfg).items() if k != "protocol"},
+        "data": data.describe(),
+        "environment": environment(cfg),
+        "points": [json.loads((out / "points" / f"{_key(p, data, cfg)}.json").read_text()) for p in points],
+        "wall_s": time.perf_counter() - t0,
+        "peak_rss_mb": _peak_rss_mb(),
+        "shards": world,
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float) + "\n")
+    return results

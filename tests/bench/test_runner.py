@@ -1,0 +1,130 @@
+"""The bench pipeline end to end on a tiny subset with codec tokenizers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vistok
+from vistok.bench.data import folder_data, samples_data
+from vistok.bench.report import leaderboard, write_report
+from vistok.bench.runner import BenchConfig, Point, expand_points, run_bench
+from vistok.cli import main
+from vistok.data.images import load_image_uint8
+from vistok.data.transforms import apply_fit, plan_fit
+
+FAST = ("recon", "codebook", "robustness", "speed")
+
+
+def test_expand_points_sweeps_codecs_only_when_asked() -> None:
+    assert expand_points(["jpeg:quality=40"], sweep=True, create=vistok.create) == [Point("jpeg:quality=40")]
+    pts = expand_points(["jpeg", "png"], sweep=True, create=vistok.create)
+    assert len(pts) == 7 and pts[0].spec == "jpeg:quality=5" and pts[-1] == Point("png")
+
+
+def test_bench_numbers_match_direct_computation(tmp_path: Path) -> None:
+    import skimage.metrics as skm
+
+    data = samples_data(("photos",)).subset(2)
+    res = run_bench(
+        ["jpeg:quality=40"], data, BenchConfig(suites=("recon",)), tmp_path, sweep=False, progress=False
+    )
+    assert res is not None
+    point = res["points"][0]
+    # recompute PSNR and bpp of the first image by hand with Pillow + scikit-image
+    img = load_image_uint8(data.items[0].path)
+    fitted = apply_fit(img, plan_fit(*img.shape[:2], size=256))
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(fitted).save(buf, format="JPEG", quality=40, optimize=True, subsampling="4:2:0")
+    rec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    row = point["per_image"][0]
+    assert row["bits"] == 8 * len(buf.getvalue())
+    assert row["bpp"] == pytest.approx(8 * len(buf.getvalue()) / 256**2)
+    assert row["psnr"] == pytest.approx(skm.peak_signal_noise_ratio(fitted, rec, data_range=255), abs=1e-4)
+    assert point["recon"]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in point["per_image"]]))
+    assert res["protocol"]["version"] == "vistok-protocol/1"
+    assert res["data"]["sha256"] == data.sha256 and res["environment"]["threads"] >= 1
+
+
+def test_resume_skips_finished_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = samples_data(("photos",)).subset(1)
+    cfg = BenchConfig(suites=("recon",))
+    run_bench(["png", "jpeg:quality=20"], data, cfg, tmp_path, sweep=False, progress=False)
+    import vistok.bench.runner as runner
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("a finished point was recomputed")
+
+    monkeypatch.setattr(runner, "run_point", boom)
+    res = run_bench(["png", "jpeg:quality=20"], data, cfg, tmp_path, sweep=False, progress=False)
+    assert res is not None and [p["point"] for p in res["points"]] == ["png", "jpeg:quality=20"]
+
+
+def test_folder_without_annotations_and_bad_file(tmp_path: Path, photo: np.ndarray) -> None:
+    d = tmp_path / "data"
+    d.mkdir()
+    Image.fromarray(photo).save(d / "cat.png")
+    (d / "broken.png").write_bytes(b"not a png")
+    data = folder_data(d)
+    res = run_bench(
+        ["webp:quality=30"],
+        data,
+        BenchConfig(suites=("recon", "text", "face")),
+        tmp_path / "o",
+        sweep=False,
+        progress=False,
+    )
+    assert res is not None
+    p = res["points"][0]
+    assert p["images"] == 1 and p["skipped_images"][0][0].endswith("broken.png")
+    assert "no annotations" in p["skipped_suites"]["text"] and "no annotations" in p["skipped_suites"]["face"]
+    md, html_path = write_report(res, tmp_path / "o")
+    text = md.read_text()
+    assert "text skipped for webp: no annotations" in text and "broken.png" in text
+    assert "<img src='data:image/png;base64," in html_path.read_text()
+
+
+def test_missing_optional_dependency_is_a_reason_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vistok.bench.metrics.text as text_mod
+
+    monkeypatch.setattr(
+        text_mod, "text_available", lambda: "rapidocr is not installed (pip install vistok[bench])"
+    )
+    data = samples_data(("text",)).subset(1)
+    res = run_bench(["png"], data, BenchConfig(suites=("text",)), tmp_path, sweep=False, progress=False)
+    assert res is not None
+    assert res["points"][0]["skipped_suites"]["text"].startswith("rapidocr is not installed")
+
+
+def test_cli_bench_and_report_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "bench",
+        "-t",
+        "resize:factor=4",
+        "--no-sweep",
+        "--limit",
+        "1",
+        "--suites",
+        ",".join(FAST),
+        "--data",
+        "samples:photos",
+        "-o",
+        str(tmp_path),
+        "--run",
+        "a",
+    ]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert res["schema"] == "vistok.bench.results/1"
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "a"), "-o", str(tmp_path / "lb.md")]) == 0
+    assert "resize" in (tmp_path / "lb.md").read_text()
+    assert "resize" in leaderboard([tmp_path / "a"])
+    assert main(["bench", "-t", "jpge", "--data", "samples:photos", "-o", str(tmp_path)]) == 2
