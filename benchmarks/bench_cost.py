@@ -30,7 +30,7 @@ def run_case(spec: str, extra: list[str]) -> tuple[float, float, int]:
             "--no-sweep",
             "-o",
             out,
-            "--run",
+            "--name",
             "cost",
             *extra,
         ]

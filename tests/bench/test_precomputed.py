@@ -58,7 +58,7 @@ def test_cli_reconstructions_folder_lists_missing(tmp_path: Path, photo: np.ndar
         "recon",
         "-o",
         str(tmp_path / "out"),
-        "--run",
+        "--name",
         "r",
     ]
     assert main(args) == 0

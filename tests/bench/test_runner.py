@@ -118,7 +118,7 @@ def test_cli_bench_and_report_merge(tmp_path: Path, capsys: pytest.CaptureFixtur
         "samples:photos",
         "-o",
         str(tmp_path),
-        "--run",
+        "--name",
         "a",
     ]
     assert main(args) == 0

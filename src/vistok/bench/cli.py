@@ -41,7 +41,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
-    out = Path(args.output) / (args.run or time.strftime("run-%Y%m%d-%H%M%S"))
+    out = Path(args.output) / (args.name or time.strftime("run-%Y%m%d-%H%M%S"))
     import vistok
 
     create = vistok.create
@@ -134,7 +134,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("-o", "--output", default="results", help="results folder (a run folder is made inside)")
-    p.add_argument("--run", default=None, help="run name (reuse it to resume an interrupted run)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="run name (reuse it to resume an interrupted run; default: run-DATE-TIME)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="re-write a run's report, or merge runs into a leaderboard")
