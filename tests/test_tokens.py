@@ -40,3 +40,17 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
 def test_needs_some_content() -> None:
     with pytest.raises(ValueError, match="need ids, latents or codec payloads"):
         Tokens(bits=[1.0])
+
+
+def test_written_files_get_umask_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from vistok.utils.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644

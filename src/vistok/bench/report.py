@@ -115,8 +115,12 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
     panels = [p for p in panels if any(not math.isnan(r[p[0]]) for r in rows)]
     out: dict[str, str] = {}
     if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-        for ax, (col, title) in zip(axes[0], panels):
+        ncols = min(2, len(panels))
+        nrows = -(-len(panels) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.6 * nrows), squeeze=False)
+        for ax in axes.flat[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (col, title) in zip(axes.flat, panels):
             for fam, rs in sorted(by_family.items()):
                 pts = sorted((r["bpp"], r[col]) for r in rs if not math.isnan(r[col]))
                 if pts:
@@ -133,7 +137,7 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
         pts = [p for p in results["points"] if isinstance(p.get(suite), dict)]
         if not pts:
             continue
-        labels = [k[len(key) + 1 : -1] for k in pts[0][suite] if k.startswith(key + "[")]
+        labels = [k[len(key) :] for k in pts[0][suite] if k.startswith(key + "[")]  # "[0.02,0.03)"
         if not labels:
             continue
         if len(pts) > 12:  # keep the chart readable: an even spread over the points
@@ -142,7 +146,7 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
         fig, ax = plt.subplots(figsize=(9, 3.4))
         width = 0.8 / len(pts)
         for i, p in enumerate(pts):
-            vals = [p[suite].get(f"{key}[{lab}]", math.nan) for lab in labels]
+            vals = [p[suite].get(f"{key}{lab}", math.nan) for lab in labels]
             ax.bar([j + i * width for j in range(len(labels))], vals, width=width, label=p["point"])
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, fontsize=8)
         ax.set_xlabel("size relative to the image (box height / max(H, W))")
@@ -207,7 +211,7 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pa
         "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
         "td:first-child{text-align:left}</style></head><body>",
         "<h1>vistok bench report</h1>",
-        f"<p>{html.escape(md[2])}</p>",
+        f"<p>{html.escape(md[2].replace('**', ''))}</p>",
         f"<p>{html.escape(md[4])}</p>",
     ]
     head = ["point"] + [c[0] for c in COLUMNS]
