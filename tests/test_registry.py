@@ -132,3 +132,18 @@ def test_positional_parameter() -> None:
         reg.create("hub:org/a,model=org/b")
     with pytest.raises(TypeError, match="no parameter 'nope'"):
         reg.register("bad", positional="nope")(lambda *, x=1: Obj())
+
+
+def test_nested_spec_values_round_trip() -> None:
+    reg: Registry[Obj] = Registry("model")
+
+    @reg.register("m")
+    def m(*, quantizer: str = "fsq", width: int = 8) -> Obj:
+        return Obj(quantizer=quantizer, width=width)
+
+    o = reg.create("m:quantizer=[vq:codebook_size=16,beta=0.25],width=4")
+    assert o.kw == {"quantizer": "vq:codebook_size=16,beta=0.25", "width": 4}
+    assert o.spec == "m:quantizer=[vq:codebook_size=16,beta=0.25],width=4"
+    assert reg.create(o.spec).kw == o.kw
+    o2 = reg.create("m", quantizer="vq:codebook_size=16,beta=0.25")  # a Python keyword, unbracketed
+    assert reg.create(o2.spec).kw == o2.kw

@@ -87,6 +87,19 @@ def _split_top_level(text: str, sep: str = ",") -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def _enclosed(text: str) -> bool:
+    """Whether one bracket pair encloses all of ``text`` (``[a,b]`` yes; ``[a]-[b]`` no)."""
+    if not (text.startswith("[") and text.endswith("]")):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "["
+        depth -= ch == "]"
+        if depth == 0 and i < len(text) - 1:
+            return False
+    return True
+
+
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """Split ``family:key=value,...`` into the family and raw string overrides.
 
@@ -117,6 +130,8 @@ def _format_value(value: Any) -> str:
         return "[" + ",".join(_format_value(v) for v in value) + "]"
     if value is None:
         return "none"
+    if isinstance(value, str) and any(c in value for c in ",=[]"):
+        return f"[{value}]"  # nested specs: brackets keep the outer spec splittable
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -226,6 +241,9 @@ def coerce(value: Any, ann: Any, *, where: str) -> Any:
         raise bad
     if ann is str:
         if isinstance(value, str):
+            v = value.strip()
+            if _enclosed(v):
+                return v[1:-1]  # a bracketed (nested) value: the brackets only protect its commas
             return value
         raise bad
     return value

@@ -1,0 +1,191 @@
+"""FSQ, LFQ and BSQ: exact index <-> code bijections, gradients, and the entropy loss."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from vistok.quantize import BSQ, FSQ, LFQ, binary_entropy_terms
+
+
+@pytest.mark.parametrize("levels", [[8, 5, 5, 5], [2, 3, 4], [7, 6], [8, 8, 8, 5, 5, 5]])
+def test_fsq_index_code_bijection_over_whole_codebook(levels: list[int]) -> None:
+    q = FSQ(levels).eval()
+    idx = torch.arange(q.codebook_size)
+    codes = q.embed(idx)
+    assert codes.shape == (q.codebook_size, len(levels))
+    assert codes.min() >= -1 and codes.max() <= 1
+    assert torch.equal(q.index_of(codes), idx)
+    assert torch.unique(codes, dim=0).shape[0] == q.codebook_size  # distinct codes
+    for i, n in enumerate(levels):  # L distinct, evenly spaced values per channel
+        vals = torch.unique(codes[:, i])
+        assert vals.numel() == n
+        assert torch.allclose(vals.diff(), torch.full((n - 1,), 1.0 / (n // 2)))
+
+
+@pytest.mark.parametrize("levels", [[8, 5, 5, 5], [2, 3, 4]])
+def test_fsq_forward_reproduces_every_code(levels: list[int]) -> None:
+    """Inputs that bound() maps onto each grid point come out as exactly that code and index."""
+    q = FSQ(levels).eval()
+    idx = torch.arange(q.codebook_size)
+    codes = q.embed(idx)
+    c = q._consts(1, idx.device)
+    target = codes * c["hw"]  # integers the bounded value must round to
+    z = torch.atanh((target + c["offset"]) / c["half_l"]) - c["shift"]
+    out = q(z)
+    assert torch.equal(out.indices, idx)
+    assert torch.equal(out.quantized, codes)
+    assert torch.equal(q.codes(out.indices), out.quantized)
+
+
+def test_fsq_fused_rounding_is_identical_to_the_textbook_formula() -> None:
+    """The fast tanh + tie fix-up gives exactly round(tanh(z + shift) * half_l - offset)."""
+    q = FSQ([8, 5, 5, 5, 2, 3]).eval()
+    c = q._consts(1, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    z = [torch.randn(50000, 6, generator=g) * 2]
+    for k in range(-4, 4):  # values straddling every rounding boundary k + 0.5
+        boundary = torch.atanh(((k + 0.5) + c["offset"]) / c["half_l"]) - c["shift"]
+        for eps in [0.0, 1e-7, -1e-7, 1e-6, -1e-6, 3e-5, -3e-5]:
+            z.append((boundary + eps).nan_to_num(0.0).unsqueeze(0))
+    z = torch.cat(z)
+    ref = torch.round(torch.tanh(z + c["shift"]) * c["half_l"] - c["offset"])
+    ref_idx = ((ref + c["hw"]).long() * q._basis).sum(-1)
+    out = q(z)
+    assert torch.equal(out.indices, ref_idx)
+    assert torch.equal(out.quantized, ref / c["hw"])
+
+
+def test_fsq_straight_through_gradient_is_the_bound_derivative() -> None:
+    q = FSQ([8, 5, 5, 5])
+    x = torch.randn(64, 4, requires_grad=True)
+    q(x).quantized.sum().backward()
+    xd = x.detach().requires_grad_(True)
+    (q.bound(xd) / q._consts(1, xd.device)["hw"]).sum().backward()
+    assert torch.allclose(x.grad, xd.grad, rtol=1e-4, atol=1e-6)  # fused path: tanh via sigmoid
+    assert (x.grad > 0).all()
+
+
+def test_fsq_survives_a_half_precision_module_cast() -> None:
+    """Constants are not buffers: .half() on a model cannot corrupt the grid or the indices."""
+    ref = FSQ([8, 8, 8, 5, 5, 5]).eval()
+    cast = FSQ([8, 8, 8, 5, 5, 5]).half().eval()
+    x = torch.randn(500, 6)
+    assert torch.equal(ref(x).indices, cast(x).indices)
+    assert torch.equal(ref.embed(torch.arange(64000)), cast.embed(torch.arange(64000)))
+
+
+def test_fsq_with_projection_and_bits() -> None:
+    q = FSQ([8, 8, 8, 5, 5, 5], dim=32)
+    assert q.codebook_size == 64000 and q.bits_per_index == pytest.approx(math.log2(64000))
+    assert isinstance(q.project_in, torch.nn.Linear) and q.project_in.out_features == 6
+
+
+@pytest.mark.parametrize("cls", [LFQ, BSQ])
+@pytest.mark.parametrize("bits", [1, 5, 12])
+def test_binary_index_code_bijection_over_whole_codebook(cls: type[LFQ], bits: int) -> None:
+    q = cls(bits).eval()
+    idx = torch.arange(1 << bits)
+    codes = q.embed(idx)
+    assert torch.equal(q.index_of(codes), idx)
+    out = q(codes)  # the codes are fixed points of the forward
+    assert torch.equal(out.indices, idx)
+    assert torch.allclose(out.quantized, codes, atol=1e-7)
+    assert torch.equal(q.codes(out.indices), out.quantized)
+    if cls is BSQ:
+        assert torch.allclose(codes.norm(dim=-1), torch.ones(1 << bits))
+    assert torch.equal(out.indices[: min(4, 1 << bits)], torch.arange(min(4, 1 << bits)))
+
+
+def test_lfq_index_convention_first_channel_least_significant() -> None:
+    q = LFQ(3)
+    x = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-0.1, -2.0, 3.0], [0.5, 0.5, 0.5]])
+    assert q(x).indices.tolist() == [1, 2, 4, 7]
+
+
+@pytest.mark.parametrize("cls", [LFQ, BSQ])
+def test_binary_straight_through_gradient_reaches_input(cls: type[LFQ]) -> None:
+    q = cls(8)
+    x = torch.randn(32, 8, requires_grad=True)
+    q(x).quantized.sum().backward()
+    if cls is LFQ:  # identity straight-through
+        assert torch.equal(x.grad, torch.ones_like(x))
+    else:  # through the l2 normalization
+        xd = x.detach().requires_grad_(True)
+        torch.nn.functional.normalize(xd, dim=-1).sum().backward()
+        assert torch.allclose(x.grad, xd.grad)
+
+
+def _brute_entropies(logits: torch.Tensor) -> tuple[float, float]:
+    """Enumerate all 2^bits codes: exact per-sample and codebook entropy."""
+    bits = logits.shape[1]
+    codes = torch.tensor(list(itertools.product([0, 1], repeat=bits)), dtype=torch.float64).flip(1)
+    lp1 = torch.nn.functional.logsigmoid(logits.double())
+    lp0 = torch.nn.functional.logsigmoid(-logits.double())
+    logp = lp1 @ codes.t() + lp0 @ (1 - codes).t()  # [N, 2^bits]
+    p = logp.exp()
+    sample = -(p * logp).sum(1).mean()
+    avg = p.mean(0)
+    codebook = -(avg * avg.log()).sum()
+    return float(sample), float(codebook)
+
+
+def test_entropy_terms_match_enumeration() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(200, 6) * 2 + torch.tensor([0.0, 1.0, -1.0, 0.5, 0.0, 2.0])
+    logits[:, 1] = logits[:, 0] * 1.5  # dependent bits: grouping then over-estimates
+    sample_ref, codebook_ref = _brute_entropies(logits)
+    sample, codebook = binary_entropy_terms(logits, group_bits=6)  # one group: exact
+    assert float(sample) == pytest.approx(sample_ref, rel=1e-5)
+    assert float(codebook) == pytest.approx(codebook_ref, rel=1e-5)
+    sample2, grouped = binary_entropy_terms(logits, group_bits=2)  # three groups: upper bound
+    assert float(sample2) == pytest.approx(sample_ref, rel=1e-5)  # per-sample stays exact
+    assert codebook_ref < float(grouped) <= 6 * math.log(2) + 1e-6
+
+
+def _train_free_latents(cls: type[LFQ], entropy_weight: float) -> tuple[float, float]:
+    """Collapsed start: every latent has the same sign pattern (one code). Returns usage before/after."""
+    torch.manual_seed(0)
+    init = 0.05 + 0.01 * torch.randn(512, 8)
+    init[:, 0] = 1.0  # a dominant direction, so BSQ's normalization keeps the others small
+    z = torch.nn.Parameter(init)
+    q = cls(8, entropy_weight=entropy_weight)
+    opt = torch.optim.Adam([z], lr=0.01)
+    before = q(z).stats["usage"] * q.codebook_size
+    for _ in range(100):
+        out = q(z)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    return float(before), float(q(z).stats["usage"] * q.codebook_size)
+
+
+@pytest.mark.parametrize("cls", [LFQ, BSQ])
+def test_entropy_loss_prevents_collapse(cls: type[LFQ]) -> None:
+    before, without = _train_free_latents(cls, entropy_weight=0.0)
+    assert before == 1 and without == 1  # commitment alone keeps the collapse
+    _, with_entropy = _train_free_latents(cls, entropy_weight=0.1)
+    assert with_entropy >= 30  # of 256 codes, 512 tokens
+
+
+def test_lfq_large_codebook_entropy_memory_is_grouped() -> None:
+    """2^18 codes: the entropy terms use 2 groups of 2^9, never a [tokens, 2^18] tensor."""
+    q = LFQ(18)
+    x = torch.randn(2048, 18, requires_grad=True)
+    out = q(x)
+    out.loss.backward()
+    assert q.codebook_size == 1 << 18 and 0 < float(out.stats["codebook_entropy"]) <= 18 * math.log(2)
+    assert x.grad is not None
+
+
+def test_chunked_group_probabilities_gradient() -> None:
+    """The memory-light entropy recomputes probabilities in backward: check it numerically."""
+    from vistok.quantize.lfq import _GroupMeanProbs
+
+    g = torch.Generator().manual_seed(0)
+    for n, bits in [(300, 5), (3000, 7)]:  # one chunk, several chunks
+        a = (torch.randn(n, bits, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+        assert torch.autograd.gradcheck(_GroupMeanProbs.apply, (a,), fast_mode=True)
