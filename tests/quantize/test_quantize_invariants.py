@@ -131,6 +131,25 @@ def test_autocast_bfloat16(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_neighbours_shape_range_and_exclusion(name: str) -> None:
+    """Every discrete quantizer gives k other codes per index element (the trainer relies on it)."""
+    torch.manual_seed(0)
+    q = _make(name)
+    x = _input(q)
+    out = q.train()(x)
+    if not q.is_discrete:
+        with pytest.raises(NotImplementedError):
+            q.neighbours(torch.zeros(1, dtype=torch.long), 2)
+        return
+    nb = q.neighbours(out.indices, 3)
+    assert nb.shape == (*out.indices.shape, 3) and nb.dtype == torch.long
+    assert int(nb.min()) >= 0 and int(nb.max()) < q.codebook_size
+    assert (nb != out.indices.unsqueeze(-1)).all()
+    q.eval()
+    assert q.codes(nb[..., 0]).shape == out.quantized.shape  # swapped indices decode
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_spec_round_trip(name: str) -> None:
     q = _make(name)
     again = QUANTIZERS.create(q.spec, dim=C)

@@ -13,7 +13,7 @@ Nested quantizer specs: a tokenizer's ``quantizer`` parameter is itself a spec. 
 commas it must be bracketed so the outer spec splits correctly::
 
     titok-s:tokens=64,quantizer=fsq:levels=8-5-5-5             # no commas: no brackets needed
-    titok-s:tokens=64,quantizer=[vq:codebook_size=4096,beta=0.25]
+    titok-s:tokens=64,quantizer=[vq:codebook_size=4096,commitment_weight=0.25]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class ModelOutput:
 
 
 def unbracket(spec: str) -> str:
-    """``"[vq:codebook_size=16,beta=0.25]"`` -> ``"vq:codebook_size=16,beta=0.25"``.
+    """``"[vq:codebook_size=16,commitment_weight=0.25]"`` -> ``"vq:codebook_size=16,commitment_weight=0.25"``.
 
     Only strips one pair that encloses the whole string (``"[a]-[b]"`` is kept as is).
     """

@@ -207,10 +207,11 @@ class Quantizer(nn.Module):
             return self.project_out(self.embed(indices))
 
     def neighbours(self, indices: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
-        """The ``k`` nearest other codes of each index, nearest first (code-space L2).
+        """The ``k`` nearest other codes of each index element, nearest first (code-space L2).
 
         Args:
-            indices: long ``[...]`` in ``[0, codebook_size)``.
+            indices: long ``[...]`` (or ``[..., K]``: per element, giving ``[..., K, k]``)
+                in ``[0, codebook_size)``.
             k: how many neighbours, ``1 <= k < codebook_size``; the index itself is excluded.
             generator: breaks ties between equidistant codes at random (grids have many);
                 ``None`` breaks them in a fixed order.
