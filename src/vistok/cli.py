@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ALL_FAILED, EXIT_USAGE = 0, 1, 2
@@ -99,78 +101,81 @@ def _out_path(out: Path, rel: Path, suffix: str, single: bool) -> Path:
     return out / rel.with_suffix(suffix)
 
 
-def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from PIL import Image
+def _for_each_image(
+    args: argparse.Namespace, desc: str, work: Callable[[object, np.ndarray, Path, bool], None]
+) -> tuple[int, list[tuple[str, str]]]:
+    """Load each input image and call ``work(tokenizer, image, relative_name, single)``.
 
+    Bad files and tokenizer failures are collected as ``(path, reason)``; the rest goes on.
+    """
     from vistok.data.images import ImageLoadError, load_image_uint8
-    from vistok.pipeline import reconstruct_array
-    from vistok.utils.io import atomic_write_bytes
 
     items = resolve_inputs(args.inputs)
     tok = _create(args.tokenizer)
-    out = Path(args.output)
     single = len(items) == 1
     failed: list[tuple[str, str]] = []
     done = 0
-    for path, rel in _progress(items, "reconstruct"):  # type: ignore[attr-defined]
+    for path, rel in _progress(items, desc):  # type: ignore[attr-defined]
         try:
-            img = load_image_uint8(path)
-            rec = reconstruct_array(tok, img, size=args.size, num_tokens=args.num_tokens)  # type: ignore[arg-type]
+            work(tok, load_image_uint8(path), rel, single)
         except ImageLoadError as e:
             failed.append((e.path, e.reason))
             continue
         except (ValueError, RuntimeError) as e:
             failed.append((str(path), f"tokenizer failed: {e}"))
             continue
-        import io
-
-        buf = io.BytesIO()
-        Image.fromarray(rec.image).save(buf, format="PNG")
-        atomic_write_bytes(_out_path(out, rel, ".png", single), buf.getvalue())
         done += 1
-    return _finish(done, failed, "image(s) reconstructed")
+    return done, failed
 
 
-def cmd_encode(args: argparse.Namespace) -> int:
-    from vistok.data.images import ImageLoadError, load_image_uint8
-    from vistok.pipeline import encode_array
-
-    items = resolve_inputs(args.inputs)
-    tok = _create(args.tokenizer)
-    source = getattr(tok, "source", None) or tok.spec  # type: ignore[attr-defined]
-    out = Path(args.output)
-    single = len(items) == 1
-    failed: list[tuple[str, str]] = []
-    done = 0
-    total_bits = 0.0
-    for path, rel in _progress(items, "encode"):  # type: ignore[attr-defined]
-        try:
-            img = load_image_uint8(path)
-            tokens = encode_array(tok, img, size=args.size, num_tokens=args.num_tokens)  # type: ignore[arg-type]
-        except ImageLoadError as e:
-            failed.append((e.path, e.reason))
-            continue
-        except (ValueError, RuntimeError) as e:
-            failed.append((str(path), f"tokenizer failed: {e}"))
-            continue
-        tokens.meta["source_file"] = str(rel)
-        tokens.save(_out_path(out, rel, ".vtok", single), tokenizer=source)
-        total_bits += float(tokens.bits.sum())
-        done += 1
-    if done:
-        print(f"mean rate {total_bits / done / 8:.0f} bytes/image")
-    return _finish(done, failed, "image(s) encoded")
-
-
-def cmd_decode(args: argparse.Namespace) -> int:
+def _write_png(path: Path, image: np.ndarray) -> None:
     import io
 
     from PIL import Image
 
+    from vistok.utils.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from vistok.pipeline import reconstruct_array
+
+    out = Path(args.output)
+
+    def work(tok: object, img: np.ndarray, rel: Path, single: bool) -> None:
+        rec = reconstruct_array(tok, img, size=args.size, num_tokens=args.num_tokens)  # type: ignore[arg-type]
+        _write_png(_out_path(out, rel, ".png", single), rec.image)
+
+    done, failed = _for_each_image(args, "reconstruct", work)
+    return _finish(done, failed, "image(s) reconstructed")
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from vistok.pipeline import encode_array
+
+    out = Path(args.output)
+    total_bits = [0.0]
+
+    def work(tok: object, img: np.ndarray, rel: Path, single: bool) -> None:
+        tokens = encode_array(tok, img, size=args.size, num_tokens=args.num_tokens)  # type: ignore[arg-type]
+        tokens.meta["source_file"] = str(rel)
+        source = getattr(tok, "source", None) or tok.spec  # type: ignore[attr-defined]
+        tokens.save(_out_path(out, rel, ".vtok", single), tokenizer=source)
+        total_bits[0] += float(tokens.bits.sum())
+
+    done, failed = _for_each_image(args, "encode", work)
+    if done:
+        print(f"mean rate {total_bits[0] / done / 8:.0f} bytes/image")
+    return _finish(done, failed, "image(s) encoded")
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
     import vistok
     from vistok.pipeline import decode_array
     from vistok.tokens import Tokens
-    from vistok.utils.io import atomic_write_bytes
 
     files: list[Path] = []
     for item in args.inputs:
@@ -198,10 +203,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
         except (ValueError, RuntimeError, KeyError) as e:
             failed.append((str(f), str(e)))
             continue
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="PNG")
         rel = Path(tokens.meta.get("source_file", f.name))
-        atomic_write_bytes(_out_path(out, rel, ".png", single), buf.getvalue())
+        _write_png(_out_path(out, rel, ".png", single), img)
         done += 1
     return _finish(done, failed, "file(s) decoded")
 

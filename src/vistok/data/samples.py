@@ -203,6 +203,20 @@ def _background(
     return np.asarray(im.crop((x0, y0, x0 + w, y0 + h))).copy()
 
 
+def _save_annotated(
+    path: Path, canvas: Image.Image, plain: bool, key: str, instances: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Save ``canvas`` as PNG and return its annotation entry."""
+    canvas.save(path, compress_level=6)
+    return {
+        "file": path.name,
+        "height": canvas.height,
+        "width": canvas.width,
+        "background": "plain" if plain else "photo",
+        key: instances,
+    }
+
+
 def _overlaps(box: list[int], boxes: list[list[int]], pad: int) -> bool:
     return any(
         not (box[2] + pad <= b[0] or b[2] + pad <= box[0] or box[3] + pad <= b[1] or b[3] + pad <= box[1])
@@ -281,17 +295,7 @@ def _gen_text(out: Path, *, n_images: int = 12, seed: int = 0) -> tuple[dict[str
                     "font": font_name,
                 }
             )
-        name = f"text_{i:03d}.png"
-        canvas.save(out / name, compress_level=6)
-        images.append(
-            {
-                "file": name,
-                "height": size[0],
-                "width": size[1],
-                "background": "plain" if plain else "photo",
-                "words": words,
-            }
-        )
+        images.append(_save_annotated(out / f"text_{i:03d}.png", canvas, plain, "words", words))
     ann = {
         "format": "vistok.text/1",
         "box_format": "xyxy, pixels, end exclusive",
@@ -392,17 +396,7 @@ def _gen_faces(out: Path, *, n_images: int = 10, seed: int = 1) -> tuple[dict[st
                     "flipped": flip,
                 }
             )
-        name = f"faces_{i:03d}.png"
-        canvas.save(out / name, compress_level=6)
-        images.append(
-            {
-                "file": name,
-                "height": size[0],
-                "width": size[1],
-                "background": "plain" if plain else "photo",
-                "faces": faces,
-            }
-        )
+        images.append(_save_annotated(out / f"faces_{i:03d}.png", canvas, plain, "faces", faces))
     ann = {
         "format": "vistok.faces/1",
         "box_format": "xyxy, pixels, end exclusive",
