@@ -128,3 +128,34 @@ def test_cli_bench_and_report_merge(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "resize" in (tmp_path / "lb.md").read_text()
     assert "resize" in leaderboard([tmp_path / "a"])
     assert main(["bench", "-t", "jpge", "--data", "samples:photos", "-o", str(tmp_path)]) == 2
+
+
+def test_perturbation_swaps_about_alpha_of_tokens_for_near_codes() -> None:
+    import torch
+
+    from vistok.bench.runner import _perturb
+
+    tok = vistok.create("conv2d-tiny:quantizer=[vq:codebook_size=64]")
+    tokens = tok.encode(torch.rand(2, 3, 64, 64))
+    cfg = BenchConfig(robust_alpha=0.25, robust_delta=3)
+    pert, note = _perturb(tok, tokens, cfg, torch.Generator().manual_seed(0))
+    changed = pert.ids != tokens.ids
+    assert 0.15 < changed.double().mean() < 0.35 and "alpha=0.25" in note
+    nb = tok.neighbours(tokens.ids, 3)
+    assert (pert.ids[changed].unsqueeze(-1) == nb[changed]).any(-1).all()  # replaced by one of its 3 nearest
+    assert not changed.all() and pert.ids is not tokens.ids
+
+
+def test_codebook_use_known_answer() -> None:
+    import torch
+
+    from vistok.bench.runner import _Codebook
+
+    cb = _Codebook(4)
+    cb.add(torch.tensor([[0, 1, 2, 3, 9, 9]]), torch.tensor([4]))  # ids past the length are padding
+    out = cb.compute()
+    assert out["used_fraction"] == 1.0 and out["entropy_bits"] == pytest.approx(2.0)
+    assert out["perplexity"] == pytest.approx(4.0) and out["nominal_bits"] == 2.0
+    two = _Codebook(4)
+    two.add(torch.tensor([[[0, 1], [0, 1]]]), None, num_codebooks=2)  # K = 2 codebooks
+    assert two.compute()["used_fraction"] == pytest.approx(2 / 8) and two.compute()["entropy_bits"] == 0.0

@@ -169,7 +169,7 @@ def _perturb(tok: Tokenizer, tokens: Any, cfg: BenchConfig, gen: torch.Generator
     import copy
 
     t = copy.copy(tokens)
-    if t.ids is not None and hasattr(tok, "neighbours"):
+    if t.ids is not None and getattr(tok, "kind", "") == "discrete" and hasattr(tok, "neighbours"):
         ids = t.ids
         nb = tok.neighbours(ids, cfg.robust_delta)  # [..., delta]
         choice = torch.randint(0, nb.shape[-1], ids.shape, generator=gen)
@@ -456,7 +456,11 @@ def run_point(
             "fd": robust_fd.compute() if robust_fd is not None else None,
         }
     elif "robustness" in cfg.suites:
-        out["skipped_suites"]["robustness"] = "no tokens to perturb (codec bytes)"
+        out["skipped_suites"]["robustness"] = (
+            "no tokens to perturb (codec bytes)"
+            if tok.kind == "codec"
+            else "the tokenizer offers no neighbours() for its ids"
+        )
     if "speed" in cfg.suites and enc_time > 0:
         out["speed"] = {
             "encode_images_per_s": n / enc_time if enc_time else math.nan,

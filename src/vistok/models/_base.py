@@ -194,6 +194,25 @@ class LearnedTokenizer(Tokenizer):
             raise TypeError(f"{self.spec}: continuous tokenizer ({self._quantizer_raw}); it has no codebook")
         return self.quantizer.codes(ids)
 
+    @property
+    def num_codebooks(self) -> int:
+        """Index elements per token position (``K`` of ``[..., K]`` ids; 1 for plain ids)."""
+        suffix = tuple(getattr(self.quantizer, "index_shape_suffix", ()))
+        return int(torch.tensor(suffix).prod()) if suffix else 1
+
+    def neighbours(self, ids: Tensor, k: int) -> Tensor:
+        """The ``k`` nearest other codebook entries of each id, nearest first.
+
+        ``ids`` long ``[...]`` -> ``[..., k]`` (``[..., K]`` -> ``[..., K, k]``); used by the
+        benchmark's robustness suite and latent perturbation in training.
+
+        Raises:
+            TypeError: for continuous tokenizers (no codebook).
+        """
+        if self.kind != "discrete":
+            raise TypeError(f"{self.spec}: continuous tokenizer; it has no codebook neighbours")
+        return self.quantizer.neighbours(ids, k)
+
     def token_bits(self, ids: Tensor | None, latents: Tensor | None, positions: int) -> float:
         """Bits of one token position: values stored per position x bits per value.
 
