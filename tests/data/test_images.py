@@ -134,3 +134,13 @@ def test_folder_loader_goes_on_and_reports(tmp_path: Path, photo: np.ndarray) ->
     assert [p.name for p, _ in got] == ["good.png"] and report.loaded == 1
     assert sorted(Path(p).name for p, _ in report.skipped) == sorted(p.name for p, _ in bad.values())
     assert "3 skipped" in report.summary()
+
+
+def test_header_cut_short_is_an_image_load_error(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(buf, format="PNG")
+    for n in (8, 20, 33):  # signature only, inside IHDR, just after IHDR
+        p = tmp_path / f"cut{n}.png"
+        p.write_bytes(buf.getvalue()[:n])
+        with pytest.raises(ImageLoadError, match=r"cut\d+\.png: (truncated|not an image)"):
+            load_image(p)

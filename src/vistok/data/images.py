@@ -96,6 +96,8 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
                 im = Image.open(io.BytesIO(data))
             except UnidentifiedImageError:
                 raise ImageLoadError(path, "not an image (no format Pillow can read recognises it)") from None
+            except (OSError, ValueError, SyntaxError, EOFError) as e:  # a header cut short or garbled
+                raise ImageLoadError(path, f"truncated or corrupt header ({e})") from None
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageLoadError(

@@ -1,0 +1,62 @@
+"""Shipped default tokenizers: ``vistok-f8`` and ``vistok-1d``, loaded offline from the package.
+
+Each lives in ``vistok/weights/<name>/`` as a vistok checkpoint (``config.json`` +
+``model.safetensors``, written by ``vistok train``'s export). The entry rebuilds the
+architecture the config names and loads the weights; nothing is downloaded. How they were
+trained, on what data (with licences) and how they measure: ``docs/shipped_models.md``.
+
+* ``vistok-f8``: conv2d, f8 grid, FSQ 8-8-8-5-5-5 (16 bits per token, 0.25 bpp at any size).
+* ``vistok-1d``: latent1d at 128x128, 1..64 tokens of FSQ 8-8-8-5-5-5 (variable length).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vistok.registry import TOKENIZERS
+from vistok.tokenizer import Tokenizer
+
+__all__ = ["SHIPPED", "weights_dir"]
+
+SHIPPED = ("vistok-f8", "vistok-1d")
+
+
+def weights_dir(name: str) -> Path:
+    """Folder of shipped model ``name`` inside the installed package."""
+    return Path(__file__).resolve().parent.parent / "weights" / name
+
+
+def _missing(name: str) -> str | None:
+    d = weights_dir(name)
+    if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
+        return f"shipped weights not found in {d} (a source checkout without them, or a broken install)"
+    return None
+
+
+def _load_shipped(name: str) -> Tokenizer:
+    """Build the architecture recorded in ``weights/<name>/config.json`` and load its weights."""
+    from safetensors.torch import load_file
+
+    d = weights_dir(name)
+    reason = _missing(name)
+    if reason:
+        raise FileNotFoundError(f"{name}: {reason}")
+    cfg = json.loads((d / "config.json").read_text())
+    model = TOKENIZERS.create(cfg["name"], **cfg["config"])
+    model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
+    model.eval()
+    model.source = f"vistok/weights/{name}"  # type: ignore[attr-defined]
+    return model
+
+
+@TOKENIZERS.register("vistok-f8", available=lambda: _missing("vistok-f8"))
+def vistok_f8() -> Tokenizer:
+    """Shipped default: conv2d f8 + FSQ 8-8-8-5-5-5 (0.25 bpp), trained on CPU (docs/shipped_models.md)."""
+    return _load_shipped("vistok-f8")
+
+
+@TOKENIZERS.register("vistok-1d", available=lambda: _missing("vistok-1d"))
+def vistok_1d() -> Tokenizer:
+    """Shipped default: 1D latent tokenizer, 1..64 FSQ tokens at 128x128 (docs/shipped_models.md)."""
+    return _load_shipped("vistok-1d")
