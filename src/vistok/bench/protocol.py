@@ -19,7 +19,8 @@ class Protocol:
     Attributes:
         size: evaluation size: images are padded to square, resized to ``size`` x ``size``,
             reconstructed, resized back and cropped (TokBench). A tokenizer with a fixed
-            native size uses that size instead (recorded per point).
+            native size sees the evaluation square resized to its size and back, so every
+            tokenizer is scored on the same square (recorded per point).
         pad_mode: how the square padding is filled.
     """
 
@@ -32,7 +33,7 @@ class Protocol:
             "pad_mode": self.pad_mode,
             "inputs": "decoded to 8-bit sRGB (vistok.data.images policy), float in [0, 1]",
             "geometry": "pad to square (centred) -> resize to size (Pillow bicubic, antialiased) -> "
-            "reconstruct -> resize back -> crop the padding",
+            "[resize to a fixed-size model's input and back] -> reconstruct -> resize back -> crop the padding",
             "rounding": "reconstructions rounded to 8 bits before any metric",
             "pixel_metrics_at": "the evaluation square (size x size, padding included)",
             "text_face_at": "the original geometry (annotation coordinates)",

@@ -28,9 +28,8 @@ from vistok.bench.data import BenchData
 from vistok.bench.precomputed import PrecomputedReconstructions
 from vistok.bench.protocol import PROTOCOL_VERSION, Protocol
 from vistok.data.images import ImageLoadError, load_image_uint8
-from vistok.data.transforms import apply_fit, undo_fit
+from vistok.data.transforms import apply_fit, plan_fit, resize_uint8, undo_fit
 from vistok.models.codecs import from_uint8, to_uint8
-from vistok.pipeline import fit_for
 from vistok.tokenizer import Tokenizer
 from vistok.utils.io import atomic_write_bytes, atomic_write_text
 
@@ -314,6 +313,11 @@ def run_point(
         if ("codebook" in cfg.suites and tok.kind == "discrete" and tok.vocab_size)
         else None
     )
+    model_size = tok.input_size or proto.size
+    if model_size % tok.stride:
+        raise ValueError(
+            f"{tok.spec}: evaluation size {model_size} is not a multiple of its stride {tok.stride}"
+        )
     worst = {"text": _Worst("text"), "face": _Worst("face")}
     # Pixel metrics and deep features run in batches of evaluation-size pairs (uint8 until used).
     pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -359,9 +363,11 @@ def run_point(
             except ImageLoadError as e:
                 skipped.append((e.path, e.reason))
                 continue
-            fit = fit_for(tok, *img.shape[:2], size=proto.size, pad_mode=proto.pad_mode)
+            # Every tokenizer is scored on the same evaluation square; one with a fixed native
+            # size sees that square resized to its size, and its output is resized back.
+            fit = plan_fit(*img.shape[:2], size=proto.size, pad_mode=proto.pad_mode)
             fitted = apply_fit(img, fit)
-            x = from_uint8(fitted[None]).to(cfg.device)
+            x = from_uint8(resize_uint8(fitted, model_size, model_size)[None]).to(cfg.device)
             tokens = None
             if isinstance(tok, PrecomputedReconstructions):
                 found = tok.lookup(item.rel, fit)
@@ -378,6 +384,7 @@ def run_point(
                 enc_time += t1 - t0
                 dec_time += t2 - t1
                 rec8 = to_uint8(recon)[0]  # rounded to 8 bits, as a saved image would be
+                rec8 = resize_uint8(rec8, proto.size, proto.size)
                 bits = float(tokens.bits[0])
             if save_dir is not None:
                 _save_png(save_dir / point_dirname(point) / item.rel, rec8)
@@ -430,6 +437,8 @@ def run_point(
         "num_tokens": point.num_tokens,
         "tokenizer": tok.describe(),
         "images": n,
+        "eval_size": proto.size,
+        "model_size": model_size,
         "rate": {"bits_per_image": mean("bits"), "bpp": mean("bpp"), "bpp_original": mean("bpp_original")},
         "recon": {"psnr": mean("psnr", cap=100.0), "ssim": mean("ssim"), "ms_ssim": mean("ms_ssim")},
         "skipped_images": [list(s) for s in skipped],
@@ -467,7 +476,7 @@ def run_point(
             "decode_images_per_s": n / dec_time if dec_time else math.nan,
             "batch": 1,
             "peak_rss_mb": _peak_rss_mb(),
-            "note": "batch 1 at the evaluation size, wall clock; peak RSS of the whole process",
+            "note": "batch 1 at the model's input size, wall clock; peak RSS of the whole process",
         }
     return out
 

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-__all__ = ["Fit", "PadMode", "apply_fit", "plan_fit", "undo_fit"]
+__all__ = ["Fit", "PadMode", "apply_fit", "plan_fit", "resize_uint8", "undo_fit"]
 
 PadMode = Literal["reflect", "constant", "edge"]
 
@@ -83,7 +83,8 @@ def plan_fit(
     return Fit(h, w, pad, out_h, out_w, pad_mode)
 
 
-def _resize(a: np.ndarray, h: int, w: int) -> np.ndarray:
+def resize_uint8(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` -> ``[h, w, 3]`` with Pillow's bicubic filter (no-op when equal)."""
     if a.shape[:2] == (h, w):
         return a
     return np.asarray(Image.fromarray(a).resize((w, h), Image.Resampling.BICUBIC))
@@ -97,12 +98,12 @@ def apply_fit(a: np.ndarray, fit: Fit) -> np.ndarray:
         if mode == "reflect" and (t >= a.shape[0] or b >= a.shape[0] or l >= a.shape[1] or r >= a.shape[1]):
             mode = "symmetric"  # reflect cannot pad more than the image; mirror with repetition
         a = np.pad(a, ((t, b), (l, r), (0, 0)), mode=mode)  # type: ignore[call-overload]
-    return _resize(a, fit.size_h, fit.size_w)
+    return resize_uint8(a, fit.size_h, fit.size_w)
 
 
 def undo_fit(a: np.ndarray, fit: Fit) -> np.ndarray:
     """Inverse geometry of :func:`apply_fit`: resize back to the padded size, crop the padding."""
     ph, pw = fit.padded_hw
-    a = _resize(a, ph, pw)
+    a = resize_uint8(a, ph, pw)
     t, _, l, _ = fit.pad
     return np.ascontiguousarray(a[t : t + fit.orig_h, l : l + fit.orig_w])
