@@ -174,3 +174,4 @@ def test_fixed_size_tokenizer_is_scored_on_the_evaluation_square(tmp_path: Path)
     row = p["per_image"][0]
     assert row["bpp"] == pytest.approx(row["bits"] / 256**2)  # rate per pixel of the evaluation square
     assert not np.isnan(row["ms_ssim"])  # metrics at 256, where MS-SSIM's 5 scales fit
+    assert p["robustness"]["psnr"] > 0  # the perturbed decode is resized back like the clean one

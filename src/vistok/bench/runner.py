@@ -413,7 +413,8 @@ def run_point(
                 pert = _perturb(tok, tokens, cfg, gen)
                 if pert is not None:
                     robust_note = pert[1]
-                    robust_pending.append((fitted, to_uint8(tok.decode(pert[0]).clamp(0, 1))[0]))
+                    yp8 = to_uint8(tok.decode(pert[0]).clamp(0, 1))[0]
+                    robust_pending.append((fitted, resize_uint8(yp8, proto.size, proto.size)))
                     if len(robust_pending) == _METRIC_BATCH:
                         flush_robust()
     flush()
