@@ -165,9 +165,8 @@ def test_fixed_size_tokenizer_is_scored_on_the_evaluation_square(tmp_path: Path)
     tok = vistok.create("titok-tiny")
     assert tok.input_size is not None and tok.input_size < 256
     data = samples_data(("photos",)).subset(1)
-    res = run_bench(
-        ["titok-tiny"], data, BenchConfig(suites=("recon",)), tmp_path, sweep=False, progress=False
-    )
+    cfg = BenchConfig(suites=("recon", "robustness"))
+    res = run_bench(["titok-tiny"], data, cfg, tmp_path, sweep=False, progress=False)
     assert res is not None
     p = res["points"][0]
     assert p["eval_size"] == 256 and p["model_size"] == tok.input_size
