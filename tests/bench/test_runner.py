@@ -174,3 +174,50 @@ def test_fixed_size_tokenizer_is_scored_on_the_evaluation_square(tmp_path: Path)
     assert row["bpp"] == pytest.approx(row["bits"] / 256**2)  # rate per pixel of the evaluation square
     assert not np.isnan(row["ms_ssim"])  # metrics at 256, where MS-SSIM's 5 scales fit
     assert p["robustness"]["psnr"] > 0  # the perturbed decode is resized back like the clean one
+
+
+class _Flaky:
+    """Wraps a tokenizer; its encode fails once after ``fail_after`` calls (an interruption)."""
+
+    def __init__(self, spec: str, fail_after: int | None):
+        self.inner = vistok.create(spec)
+        self.fail_after = fail_after
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def to(self, device: object) -> _Flaky:
+        self.inner.to(device)
+        return self
+
+    def encode(self, *a: object, **k: object) -> object:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        return self.inner.encode(*a, **k)
+
+
+def test_interrupted_point_resumes_per_image_with_identical_results(tmp_path: Path) -> None:
+    import torch
+
+    spec = "conv2d-tiny:quantizer=[vq:codebook_size=64]"
+    torch.manual_seed(0)
+    vistok.create(spec).save_pretrained(tmp_path / "ck")  # same weights in every run
+    ck = str(tmp_path / "ck")
+    data = samples_data(("photos", "text")).subset(3)
+    cfg = BenchConfig(suites=("recon", "text", "codebook", "robustness"))
+    straight = run_bench([ck], data, cfg, tmp_path / "a", sweep=False, progress=False)
+
+    first = _Flaky(ck, fail_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench([ck], data, cfg, tmp_path / "b", sweep=False, progress=False, create=lambda s: first)
+    partial = list((tmp_path / "b" / "points").glob("*.partial"))
+    assert len(partial) == 1 and len(list(partial[0].glob("*.npz"))) == 4
+    second = _Flaky(ck, fail_after=None)
+    resumed = run_bench([ck], data, cfg, tmp_path / "b", sweep=False, progress=False, create=lambda s: second)
+    assert second.calls == len(data.items) - 4  # only the images not reached before
+    assert not list((tmp_path / "b" / "points").glob("*.partial"))  # cache removed when done
+    a, b = straight["points"][0], resumed["points"][0]
+    for key in ("per_image", "recon", "text", "codebook", "robustness", "rate"):
+        assert a[key] == b[key], key

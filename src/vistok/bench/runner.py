@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -271,6 +272,39 @@ def _png_b64(a: np.ndarray, box: tuple[int, int, int, int], min_height: int = 48
     return base64.b64encode(buf.getvalue()).decode()
 
 
+class _ItemCache:
+    """Per-image tokenizer outputs of an unfinished point, so an interrupted run resumes.
+
+    One ``<index>.npz`` per image (the 8-bit reconstruction, its bits and timings, the ids
+    for codebook use, the perturbed decode), written atomically and read back with
+    ``allow_pickle=False``. The folder is removed once the point's results are written.
+    """
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def get(self, index: int) -> dict[str, np.ndarray] | None:
+        if self.root is None:
+            return None
+        path = self.root / f"{index}.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except (OSError, ValueError):  # a damaged entry is recomputed
+            return None
+
+    def put(self, index: int, arrays: dict[str, np.ndarray]) -> None:
+        if self.root is None:
+            return
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(self.root / f"{index}.npz", buf.getvalue())
+
+
 def point_dirname(point: Point) -> str:
     """A file-system-safe folder name for a point's saved reconstructions."""
     return "".join(c if c.isalnum() or c in "-_.=@" else "_" for c in point.label)
@@ -287,18 +321,25 @@ def _save_png(path: Path, array: np.ndarray) -> None:
 
 
 def run_point(
-    tok: Tokenizer, point: Point, data: BenchData, cfg: BenchConfig, save_dir: Path | None = None
+    tok: Tokenizer,
+    point: Point,
+    data: BenchData,
+    cfg: BenchConfig,
+    save_dir: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Reconstruct every image of ``data`` with ``tok`` at ``point`` and measure the suites.
 
     ``save_dir``: also write each reconstruction (evaluation geometry, 8-bit PNG) to
     ``save_dir/<point>/<image>.png`` — the layout ``--reconstructions`` reads back.
+    ``cache_dir``: per-image tokenizer outputs are kept there, and reused when present, so a
+    run interrupted inside a point redoes only the images it had not reached.
     """
     from vistok.bench.metrics.pixel import ms_ssim, psnr, ssim
 
     proto = cfg.protocol
     suites = _Suites(cfg, data)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    cache = _ItemCache(cache_dir)
     rows: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
     robust_psnr: list[float] = []
@@ -357,7 +398,7 @@ def run_point(
     t_start = time.perf_counter()
     tok.eval()
     with torch.no_grad():
-        for item in data.items:
+        for index, item in enumerate(data.items):
             try:
                 img = load_image_uint8(item.path)
             except ImageLoadError as e:
@@ -368,13 +409,24 @@ def run_point(
             fit = plan_fit(*img.shape[:2], size=proto.size, pad_mode=proto.pad_mode)
             fitted = apply_fit(img, fit)
             x = from_uint8(resize_uint8(fitted, model_size, model_size)[None]).to(cfg.device)
-            tokens = None
+            ids = lengths = rob8 = None
+            cached = cache.get(index)
             if isinstance(tok, PrecomputedReconstructions):
                 found = tok.lookup(item.rel, fit)
                 if isinstance(found, str):
                     skipped.append((item.rel, found))
                     continue
                 rec8, bits = found
+            elif cached is not None:  # resumed: this image's tokenizer outputs are on disk
+                rec8, bits = cached["rec8"], float(cached["bits"])
+                enc_time += float(cached["enc_s"])
+                dec_time += float(cached["dec_s"])
+                ids, lengths = cached.get("ids"), cached.get("lengths")
+                ids = None if ids is None else torch.from_numpy(ids)
+                lengths = None if lengths is None else torch.from_numpy(lengths)
+                rob8 = cached.get("rob8")
+                if "rob_note" in cached:
+                    robust_note = str(cached["rob_note"])
             else:
                 t0 = time.perf_counter()
                 tokens = tok.encode(x, num_tokens=point.num_tokens)
@@ -386,6 +438,28 @@ def run_point(
                 rec8 = to_uint8(recon)[0]  # rounded to 8 bits, as a saved image would be
                 rec8 = resize_uint8(rec8, proto.size, proto.size)
                 bits = float(tokens.bits[0])
+                ids = None if tokens.ids is None else tokens.ids.cpu()
+                lengths = None if tokens.lengths is None else tokens.lengths.cpu()
+                entry: dict[str, np.ndarray] = {
+                    "rec8": rec8,
+                    "bits": np.float64(bits),
+                    "enc_s": np.float64(t1 - t0),
+                    "dec_s": np.float64(t2 - t1),
+                }
+                if ids is not None:
+                    entry["ids"] = ids.numpy()
+                if lengths is not None:
+                    entry["lengths"] = lengths.numpy()
+                if "robustness" in cfg.suites:
+                    # one generator per image: the same perturbation whether or not the run resumed
+                    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
+                    pert = _perturb(tok, tokens, cfg, gen)
+                    if pert is not None:
+                        robust_note = pert[1]
+                        yp8 = to_uint8(tok.decode(pert[0]).clamp(0, 1))[0]
+                        rob8 = resize_uint8(yp8, proto.size, proto.size)
+                        entry["rob8"], entry["rob_note"] = rob8, np.str_(robust_note)
+                cache.put(index, entry)
             if save_dir is not None:
                 _save_png(save_dir / point_dirname(point) / item.rel, rec8)
             rows.append(
@@ -407,16 +481,12 @@ def run_point(
                     m.update(from_uint8(img[None]), from_uint8(back[None]), [ann])
                     for rec in m.records()[before:]:
                         worst[suite].offer(rec, img, back, item.rel)
-            if codebook is not None and tokens is not None and tokens.ids is not None:
-                codebook.add(tokens.ids.cpu(), tokens.lengths, int(getattr(tok, "num_codebooks", 1)))
-            if "robustness" in cfg.suites and tokens is not None:
-                pert = _perturb(tok, tokens, cfg, gen)
-                if pert is not None:
-                    robust_note = pert[1]
-                    yp8 = to_uint8(tok.decode(pert[0]).clamp(0, 1))[0]
-                    robust_pending.append((fitted, resize_uint8(yp8, proto.size, proto.size)))
-                    if len(robust_pending) == _METRIC_BATCH:
-                        flush_robust()
+            if codebook is not None and ids is not None:
+                codebook.add(ids, lengths, int(getattr(tok, "num_codebooks", 1)))
+            if rob8 is not None:
+                robust_pending.append((fitted, rob8))
+                if len(robust_pending) == _METRIC_BATCH:
+                    flush_robust()
     flush()
     flush_robust()
     for row, px in zip(rows, pixel_rows, strict=True):
@@ -531,8 +601,10 @@ def run_bench(
         if point.spec not in cache:
             cache[point.spec] = create(point.spec).to(cfg.device)
         save = Path(save_reconstructions) if save_reconstructions else None
-        res = run_point(cache[point.spec], point, data, cfg, save)
+        partial = path.with_suffix(".partial")
+        res = run_point(cache[point.spec], point, data, cfg, save, cache_dir=partial)
         atomic_write_text(path, json.dumps(res, default=float) + "\n")
+        shutil.rmtree(partial, ignore_errors=True)
     if world > 1:
         import torch.distributed as dist
 
