@@ -164,6 +164,8 @@ def _notes(results: dict[str, Any]) -> list[str]:
     seen: set[str] = set()
     for p in results["points"]:
         for suite, reason in p.get("skipped_suites", {}).items():
+            if p.get("tokenizer", {}).get("kind") == "codec" and suite in ("codebook", "robustness"):
+                continue  # not applicable to codecs: recorded in the JSON, not worth a note
             line = f"{suite} skipped for {_family(p)}: {reason}"
             if line not in seen:
                 seen.add(line)
