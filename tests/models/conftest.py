@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from vistok.utils.threads import torch_threads
+
 
 def photo_crops(n: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:
     """``n`` crops ``[n, 3, size, size]`` in [0, 1] of scikit-image's sample photos,
@@ -33,7 +35,5 @@ def photos() -> torch.Tensor:
 def one_thread():
     """Run a test on one intra-op thread: the tiny models' ops are too small to gain from
     more, and on a shared machine extra threads spin against other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield

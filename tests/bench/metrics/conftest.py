@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
+from vistok.utils.threads import torch_threads
+
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket")
 
 
@@ -75,7 +77,5 @@ def im() -> SimpleNamespace:
 def _one_torch_thread():
     """Run these tests on one torch thread, restored afterwards: on shared, oversubscribed
     CPUs a 2-thread MobileNetV2 forward measured 40x slower than a 1-thread one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield

@@ -15,7 +15,7 @@ covariances of small sets) we use the identity
 ``A`` from a symmetric eigendecomposition of ``S1``. Eigenvalues that rounding makes
 slightly negative are clipped at 0 in both decompositions, and the final value is
 clipped at 0. Covariances are unbiased (divide by ``N - 1``), as ``numpy.cov``. The
-decompositions run on one CPU thread (reproducible; see ``_one_thread``).
+decompositions run on one CPU thread (reproducible; ``vistok.utils.threads.torch_threads``).
 
 **Feature extractors** (:class:`FeatureExtractor`) turn images ``[B, 3, H, W]`` in
 ``[0, 1]`` into ``[B, dim]`` features. The default is ImageNet MobileNetV2's pooled
@@ -37,12 +37,11 @@ at most 4.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +53,7 @@ from vistok.bench.metrics.base import MeanAccumulator, Metric, check_pair
 from vistok.bench.metrics.inception import FID_WEIGHTS_NAME, FIDInceptionV3, load_fid_inception
 from vistok.nn.mobilenet import STAGE_ENDS, MobileNetV2, imagenet_normalize, mobilenet_v2_imagenet
 from vistok.registry import METRICS
+from vistok.utils.threads import torch_threads
 
 __all__ = [
     "DFD_LAYERS",
@@ -89,25 +89,11 @@ def _psd_sqrt(s: Tensor) -> Tensor:
     return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch's CPU linear algebra on one thread for the duration of the block.
-
-    Multi-threaded LAPACK ``eigh`` gives thread-count-dependent rounding and, on shared
-    or oversubscribed CPUs, was 8x *slower* here (3.4 s vs 0.4 s at D = 1280). One
-    thread keeps the value reproducible and the cost bounded (~2 s at D = 2048).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def trace_sqrt_product(sigma1: Tensor, sigma2: Tensor) -> float:
     """``tr((S1 S2)^(1/2))`` for symmetric PSD ``S1, S2`` ``[D, D]`` (float64, stable; see module notes)."""
-    with _one_thread():
+    # one thread: multi-threaded eigh is slower on shared CPUs and its rounding depends on
+    # the thread count (3.4 s vs 0.4 s at D = 1280 here)
+    with torch_threads(1):
         a = _psd_sqrt(_as_f64(sigma1))
         m = a @ _as_f64(sigma2) @ a
         vals = torch.linalg.eigvalsh((m + m.T) / 2)
