@@ -387,7 +387,8 @@ class Registry(Generic[T]):
             obj = entry.factory(**kwargs)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{spec!r}: {e}") from e
-        changed = {k: v for k, v in kwargs.items() if entry.defaults().get(k) != v}
+        defaults = entry.defaults()
+        changed = {k: v for k, v in kwargs.items() if defaults.get(k) != v}
         try:
             obj.spec = format_spec(entry.name, changed)  # type: ignore[attr-defined]
             obj.family = entry.base or entry.name  # type: ignore[attr-defined]

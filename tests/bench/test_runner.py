@@ -221,3 +221,18 @@ def test_interrupted_point_resumes_per_image_with_identical_results(tmp_path: Pa
     a, b = straight["points"][0], resumed["points"][0]
     for key in ("per_image", "recon", "text", "codebook", "robustness", "rate"):
         assert a[key] == b[key], key
+
+
+def test_worst_text_cases_are_real_failures(tmp_path: Path) -> None:
+    import re
+
+    data = samples_data(("text",)).subset(2)
+    res = run_bench(
+        ["jpeg:quality=5"], data, BenchConfig(suites=("text",)), tmp_path, sweep=False, progress=False
+    )
+    assert res is not None
+    cases = res["points"][0]["text_worst"]
+    assert 1 <= len(cases) <= 6
+    for c in cases:
+        text, pred = re.search(r"'(.*)' read as '(.*)' \(height", c["caption"]).groups()
+        assert text != pred and c["original_png"] and c["reconstruction_png"]

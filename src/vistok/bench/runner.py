@@ -360,6 +360,7 @@ def run_point(
             f"{tok.spec}: evaluation size {model_size} is not a multiple of its stride {tok.stride}"
         )
     worst = {"text": _Worst("text"), "face": _Worst("face")}
+    seen = {"text": 0, "face": 0}  # instances already offered to ``worst``
     # Pixel metrics and deep features run in batches of evaluation-size pairs (uint8 until used).
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     pixel_rows: list[dict[str, float]] = []
@@ -474,12 +475,15 @@ def run_point(
             if len(pending) == _METRIC_BATCH:
                 flush()
             back = undo_fit(rec8, fit)  # original geometry: annotation coordinates stay valid
+            pair = None
             for suite, ann in (("text", item.words), ("face", item.faces)):
                 if ann and suite in suites.metrics:
+                    pair = pair or (from_uint8(img[None]), from_uint8(back[None]))
                     m = suites.metrics[suite]
-                    before = len(m.records())
-                    m.update(from_uint8(img[None]), from_uint8(back[None]), [ann])
-                    for rec in m.records()[before:]:
+                    m.update(*pair, [ann])
+                    new = m.records(start=seen[suite])
+                    seen[suite] += len(new)
+                    for rec in new:
                         worst[suite].offer(rec, img, back, item.rel)
             if codebook is not None and ids is not None:
                 codebook.add(ids, lengths, int(getattr(tok, "num_codebooks", 1)))

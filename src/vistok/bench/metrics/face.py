@@ -318,9 +318,9 @@ class FaceAccumulator(Metric):
         for i, faces in enumerate(annotations):
             self.add_image(originals[i], reconstructions[i], faces)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self, start: int = 0) -> list[dict[str, Any]]:
         """One dict per scored face, in order: box, bucket, distance, cosine, size_ratio, landmarks."""
-        return list(self._records)
+        return self._records[start:]  # a new list: from ``start`` on (records seen so far)
 
     def empty_buckets(self) -> list[str]:
         return [lab for lab, c in zip(self.buckets.labels(), self.counts, strict=True) if c == 0]

@@ -312,10 +312,10 @@ class TextAccumulator(Metric):
             self._records.append(rec)
         return scores
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self, start: int = 0) -> list[dict[str, Any]]:
         """One dict per scored word, in order: text, pred, exact, ned, height_ratio, box, bucket
         (and ``*_original`` with ``score_originals``)."""
-        return list(self._records)
+        return self._records[start:]  # a new list: from ``start`` on (records seen so far)
 
     def update(
         self, originals: Tensor, reconstructions: Tensor, annotations: Sequence[Any] | None = None
