@@ -10,7 +10,7 @@ from vistok.hub import create, list_tokenizers, load
 from vistok.tokenizer import Tokenizer
 from vistok.tokens import Tokens
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 list = list_tokenizers
 

@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ["vistok.bench.cli", "vistok.train.cli"]
+_COMMAND_MODULES = ["vistok.bench.cli", "vistok.train.cli", "vistok.train.pca_fit", "vistok.data.cli"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vistok.registry import TOKENIZERS, SpecError
+from vistok.registry import TOKENIZERS, SpecError, format_spec
 from vistok.tokenizer import Tokenizer
 from vistok.utils.io import atomic_write_bytes, atomic_write_text
 
@@ -27,10 +27,19 @@ _OPTIONAL_MODULES = [
     "vistok.models.conv2d",
     "vistok.models.vit2d",
     "vistok.models.latent1d",
+    "vistok.models.latent1d_grid",
+    "vistok.models.pca",
     "vistok.models.pretrained",
     "vistok.models.adapters",
 ]
 _loaded = False
+
+# Parameters added to a family after checkpoints of it were published: when a saved config
+# lacks one, it gets the value that reproduces what those checkpoints were trained with
+# (not the current default).
+LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "conv2d": {"norm": "group"},  # vistok < 0.2: GroupNorm everywhere
+}
 
 
 class CheckpointError(ValueError):
@@ -50,6 +59,16 @@ def _ensure_registered() -> None:
             if e.name != mod:  # a real missing dependency inside an existing module
                 raise
     _loaded = True
+
+
+def _family(name: str) -> str:
+    """The root family of a registered name (a variant's base, followed to the end)."""
+    if name not in TOKENIZERS:
+        return name
+    entry = TOKENIZERS.get(name)
+    while entry.base is not None and entry.base in TOKENIZERS:
+        entry = TOKENIZERS.get(entry.base)
+    return entry.name
 
 
 def list_tokenizers() -> list[str]:
@@ -137,6 +156,8 @@ def load(name_or_path: str | Path, *, revision: str | None = None, strict: bool 
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(f"{cfg_path}: not a vistok config ({type(e).__name__}: {e})") from None
     try:
+        family = _family(name)
+        params = {**LEGACY_DEFAULTS.get(family, {}), **params}
         model = TOKENIZERS.create(name, **params)
     except SpecError as e:
         raise CheckpointError(f"{cfg_path}: {e}") from None
@@ -161,4 +182,5 @@ def load(name_or_path: str | Path, *, revision: str | None = None, strict: bool 
     model.load_state_dict(state, strict=strict)
     model.eval()
     model.source = str(name_or_path)  # type: ignore[attr-defined]
+    model.arch_spec = format_spec(name, params)  # type: ignore[attr-defined]  # rebuilds it without the folder
     return model

@@ -26,6 +26,32 @@ def photo_crops(n: int = 8, size: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.stack(out).clamp(0, 1)
 
 
+def resized_photo_crops(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """``n`` random squares of scikit-image's sample photos (side from ``2 size`` to the
+    photo's short side) resized to ``size``: float ``[n, 3, size, size]`` in [0, 1]."""
+    from PIL import Image
+    from skimage import data
+
+    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        s = int(rng.integers(size * 2, min(h, w)))
+        y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        out.append(
+            np.asarray(Image.fromarray(img[y : y + s, x : x + s]).resize((size, size), Image.Resampling.BOX))
+        )
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
+
+
+@pytest.fixture(scope="session")
+def crops_of():
+    """The :func:`resized_photo_crops` factory, as a fixture."""
+    return resized_photo_crops
+
+
 @pytest.fixture(scope="session")
 def photos() -> torch.Tensor:
     return photo_crops()

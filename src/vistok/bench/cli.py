@@ -6,11 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-__all__ = ["DEFAULT_TOKENIZERS", "add_command"]
+__all__ = ["DEFAULT_EQUAL_BYTES", "DEFAULT_TOKENIZERS", "add_command"]
 
 # The default run: shipped tokenizers when present, the codec baselines swept over
 # quality, and the protocol's own upper bound (lossless PNG: only the resize remains).
 DEFAULT_TOKENIZERS = ["vistok-f8", "vistok-1d", "jpeg", "webp", "png"]
+# ... and, at each learned point's own per-image bytes, a thumbnail (the only codec that
+# reaches the rates of a few 1D tokens) and full-size WebP (docs/protocol.md, "Equal bytes").
+DEFAULT_EQUAL_BYTES = ["thumbnail", "webp"]
 
 
 def _default_specs() -> list[str]:
@@ -28,7 +31,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from vistok.cli import UsageError
     from vistok.registry import SpecError
 
+    default_run = not args.tokenizer and not args.reconstructions
     specs = args.tokenizer or ([] if args.reconstructions else _default_specs())
+    equal_bytes = args.equal_bytes if args.equal_bytes is not None else []
+    if args.equal_bytes is None and default_run:
+        equal_bytes = list(DEFAULT_EQUAL_BYTES)
+    equal_bytes = [s for s in equal_bytes if s.lower() != "none"]
     try:
         data = load_data(args.data, args.annotations).subset(args.limit)
     except (ValueError, FileNotFoundError) as e:
@@ -69,6 +77,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             sweep=not args.no_sweep,
             create=create,  # type: ignore[arg-type]
             save_reconstructions=args.save_reconstructions,
+            equal_bytes=equal_bytes,
         )
     except SpecError as e:
         raise UsageError(str(e)) from None
@@ -109,7 +118,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         action="append",
         help="tokenizer spec or checkpoint (repeatable); a bare codec name sweeps its quality",
     )
-    p.add_argument("--data", default="samples", help="samples, samples:photos+text+faces, or a folder")
+    p.add_argument("--data", default="samples", help="samples, samples:photos+text+faces, corpus:heldout (the photo corpus, docs/data.md), or a folder")
     p.add_argument("--annotations", action="append", help="text/face annotation JSON for --data DIR")
     p.add_argument("--size", type=int, default=256, help="evaluation size (256, 512, 1024)")
     p.add_argument("--pad", choices=["reflect", "constant", "edge"], default="reflect")
@@ -126,6 +135,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "--bits-per-image", type=float, default=None, help="rate of every precomputed reconstruction"
     )
     p.add_argument("--rates", default=None, help="per-file rate table for --reconstructions (JSON or CSV)")
+    p.add_argument(
+        "--equal-bytes",
+        action="append",
+        metavar="CODEC",
+        help="also measure this codec (thumbnail, webp, jpeg, avif, with options: thumbnail:format=jpeg) "
+        "at each learned tokenizer point's own per-image bytes (repeatable; default run: "
+        f"{' and '.join(DEFAULT_EQUAL_BYTES)}; 'none' for none)",
+    )
     p.add_argument(
         "--save-reconstructions",
         default=None,

@@ -16,7 +16,7 @@ from vistok.data.images import find_images
 from vistok.data.samples import sample_set
 from vistok.utils.io import sha256_files
 
-__all__ = ["BenchData", "BenchImage", "folder_data", "load_data", "samples_data"]
+__all__ = ["BenchData", "BenchImage", "corpus_data", "folder_data", "load_data", "samples_data"]
 
 
 @dataclass
@@ -103,8 +103,26 @@ def folder_data(root: str | Path, annotations: list[str | Path] | None = None) -
     return BenchData(str(root), items, sha256_files(root, rels), [f"user folder {root}"])
 
 
+def corpus_data(selector: str = "heldout") -> BenchData:
+    """The photo corpus's ``selector`` split or package (``vistok.data.corpus``) as a dataset;
+    images are named ``<package>/<file name>`` and each one's licence is in the provenance."""
+    import hashlib
+
+    from vistok.data.corpus import corpus_images
+
+    images = corpus_images(selector)
+    items = [BenchImage(Path(i.path), f"{i.package}/{Path(i.path).name}") for i in images]
+    h = hashlib.sha256()
+    for it in items:
+        h.update(it.rel.encode() + b"\0" + hashlib.sha256(it.path.read_bytes()).digest())
+    prov = [f"{i.package} ({i.split}): {i.path}, {i.licence}" for i in images]
+    return BenchData(f"corpus:{selector}", items, h.hexdigest(), prov)
+
+
 def load_data(spec: str, annotations: list[str | Path] | None = None) -> BenchData:
-    """``samples``, ``samples:photos+text`` or a folder path."""
+    """``samples``, ``samples:photos+text``, ``corpus:heldout`` (or another corpus selector) or a folder path."""
+    if spec.startswith("corpus:"):
+        return corpus_data(spec.split(":", 1)[1])
     if spec == "samples" or spec.startswith("samples:"):
         sets = tuple(spec.split(":", 1)[1].split("+")) if ":" in spec else ("photos", "text", "faces")
         return samples_data(sets)

@@ -38,4 +38,6 @@ class Protocol:
             "pixel_metrics_at": "the evaluation square (size x size, padding included)",
             "text_face_at": "the original geometry (annotation coordinates)",
             "rate_axis": "bpp = bits / (size * size); bpp_original = bits / original pixels",
+            "equal_bytes": "a codec at a learned point's bytes: per-image budget ceil(bits / 8); its rate is "
+            "its true file size, headers included (over-budget files counted, never clipped)",
         }

@@ -1,7 +1,9 @@
 """Human reports of bench results: ``report.md`` and a self-contained ``report.html``.
 
 Plots: rate–distortion curves (bpp against PSNR, FD, text accuracy, face distance) with
-one line per tokenizer family, and per-bucket bars for text and faces.
+one line per tokenizer family (dashed: a codec at a tokenizer's own bytes, "equal bytes"),
+and per-bucket bars for text and faces. Equal-bytes points also get their own table: each
+learned point next to the codecs at its per-image bytes.
 """
 
 from __future__ import annotations
@@ -63,13 +65,24 @@ COLUMNS: list[tuple[str, tuple[str, ...], str]] = [
 
 
 def _family(point: dict[str, Any]) -> str:
+    """The series a point belongs to: codec family, learned spec, or ``codec @= spec``."""
+    eq = point.get("equal_bytes")
+    if eq:  # one series per codec and reference tokenizer: pairs each point with its codec
+        return f"{point['spec']} @= {eq['reference_spec']}"
     return point["spec"].split(":")[0] if point.get("num_tokens") is None else point["spec"]
 
 
+def _measured(point: dict[str, Any]) -> bool:
+    """False for an equal-bytes point that was not run (no codec file fits its budgets)."""
+    return not (point.get("equal_bytes", {}).get("not_run") and point.get("images") == 0)
+
+
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per point: label, family and every column of :data:`COLUMNS`."""
+    """One flat row per measured point: label, family and every column of :data:`COLUMNS`."""
     rows = []
     for p in results["points"]:
+        if not _measured(p):
+            continue  # listed in the equal-bytes table with the reason
         row: dict[str, Any] = {"point": p["point"], "family": _family(p)}
         for name, keys, _ in COLUMNS:
             row[name] = _get(p, *keys)
@@ -124,7 +137,8 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
             for fam, rs in sorted(by_family.items()):
                 pts = sorted((r["bpp"], r[col]) for r in rs if not math.isnan(r[col]))
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=fam)
+                    style = {"ls": "--", "marker": "s"} if " @= " in fam else {"marker": "o"}
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], ms=3, label=fam, **style)
             ax.set_xscale("log")
             ax.set_xlabel("bits per pixel (evaluation size)")
             ax.set_title(title, fontsize=10)
@@ -159,10 +173,69 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+EQUAL_COLUMNS = ["bpp", "PSNR", "SSIM", "FD-MobileNetV2", "T-ACC", "face dist"]
+
+
+def equal_bytes_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Rows of the equal-bytes table: each learned point that has equal-bytes points, then
+    those codec points. Columns: point, bytes/image, :data:`EQUAL_COLUMNS`, images, over budget."""
+    by_label = {p["point"]: p for p in results["points"]}
+    keys = {name: k for name, k, _ in COLUMNS}
+    fmt = {name: f for name, _, f in COLUMNS}
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in results["points"]:
+        if p.get("equal_bytes"):
+            groups[p["equal_bytes"]["reference"]].append(p)
+    out: list[list[str]] = []
+    for ref_label, eq_points in groups.items():
+        for p in [by_label.get(ref_label), *eq_points]:
+            if p is None:
+                continue
+            eq = p.get("equal_bytes", {})
+            bits = _get(p, "rate", "bits_per_image")
+            nbytes = f"{bits / 8:.0f}" if not math.isnan(bits) else "–"
+            if not _measured(p):
+                budget = eq.get("budget_bytes", {}).get("mean", math.nan)
+                out.append(
+                    [p["point"], f"≤ {budget:.0f}"] + ["–"] * len(EQUAL_COLUMNS) + ["0", eq["not_run"]]
+                )
+                continue
+            cells = [_fmt(_get(p, *keys[n]), fmt[n]) for n in EQUAL_COLUMNS]
+            over = f"{eq.get('over_budget', 0)} of {p.get('images', 0)}" if eq else ""
+            out.append([p["point"], nbytes, *cells, str(p.get("images", "")), over])
+    return out
+
+
+_EQUAL_HEAD = ["point", "bytes/image", *EQUAL_COLUMNS, "images", "files over budget"]
+
+
+def _equal_bytes_md(rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return []
+    return [
+        "## Equal bytes",
+        "",
+        "Each learned point, then codecs given each image's own byte count of that point as their "
+        "budget (thumbnail: never over; full-size codecs: lowest quality when nothing fits, counted "
+        "as over budget, with their true rate).",
+        "",
+        "| " + " | ".join(_EQUAL_HEAD) + " |",
+        "|" + "---|" * len(_EQUAL_HEAD),
+        *["| " + " | ".join(r) + " |" for r in rows],
+        "",
+    ]
+
+
 def _notes(results: dict[str, Any]) -> list[str]:
     notes = []
     seen: set[str] = set()
     for p in results["points"]:
+        if p.get("equal_bytes"):  # suites: as for the codec's own points; images: one line per point
+            if p.get("skipped_images"):
+                path, reason = p["skipped_images"][0]
+                n = len(p["skipped_images"])
+                notes.append(f"{p['point']}: {n} image{'s' * (n > 1)} skipped, e.g. {path}: {reason}")
+            continue
         for suite, reason in p.get("skipped_suites", {}).items():
             if p.get("tokenizer", {}).get("kind") == "codec" and suite in ("codebook", "robustness"):
                 continue  # not applicable to codecs: recorded in the JSON, not worth a note
@@ -199,6 +272,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pa
         _table_md(rows),
         "",
     ]
+    eq_rows = equal_bytes_rows(results)
+    md += _equal_bytes_md(eq_rows)
     notes = _notes(results)
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -222,6 +297,12 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pa
         cells = [html.escape(r["point"])] + [_fmt(r[c[0]], c[2]) for c in COLUMNS]
         parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
+    if eq_rows:
+        parts.append(f"<h2>Equal bytes</h2><p>{html.escape(_equal_bytes_md(eq_rows)[2])}</p><table><tr>")
+        parts.append("".join(f"<th>{html.escape(h)}</th>" for h in _EQUAL_HEAD) + "</tr>")
+        for r in eq_rows:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
+        parts.append("</table>")
     for name, b64 in plots.items():
         parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2><img src='data:image/png;base64,{b64}'>")
     parts += _strips_html(results)

@@ -17,7 +17,7 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,18 +25,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from vistok.bench.data import BenchData
+from vistok.bench.data import BenchData, BenchImage
 from vistok.bench.precomputed import PrecomputedReconstructions
 from vistok.bench.protocol import PROTOCOL_VERSION, Protocol
 from vistok.data.images import ImageLoadError, load_image_uint8
-from vistok.data.transforms import apply_fit, plan_fit, resize_uint8, undo_fit
-from vistok.models.codecs import from_uint8, to_uint8
+from vistok.data.transforms import Fit, apply_fit, plan_fit, resize_uint8, undo_fit
+from vistok.models.codecs import BudgetError, ImageCodec, from_uint8, to_uint8
+from vistok.registry import SpecError
 from vistok.tokenizer import Tokenizer
 from vistok.utils.io import atomic_write_bytes, atomic_write_text
 
 _METRIC_BATCH = 8
 
-__all__ = ["SCHEMA_VERSION", "BenchConfig", "Point", "expand_points", "run_bench"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "BenchConfig",
+    "Point",
+    "budgets_from",
+    "equal_bytes_points",
+    "expand_points",
+    "run_bench",
+]
 
 SCHEMA_VERSION = "vistok.bench.results/1"
 
@@ -66,12 +75,24 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class Point:
+    """One tokenizer setting of a run.
+
+    Attributes:
+        spec: tokenizer spec (or checkpoint path).
+        num_tokens: token count of a variable-length tokenizer, else ``None``.
+        budget_of: for an *equal-bytes* point, the learned point whose per-image byte counts
+            are this codec's per-image budgets (``ceil(bits / 8)``); else ``None``.
+    """
+
     spec: str
     num_tokens: int | None = None
+    budget_of: Point | None = None
 
     @property
     def label(self) -> str:
-        return self.spec if self.num_tokens is None else f"{self.spec}@{self.num_tokens}"
+        """``spec``, ``spec@k`` (k tokens), or ``codec@=tokenizer@k`` (at its bytes)."""
+        base = self.spec if self.num_tokens is None else f"{self.spec}@{self.num_tokens}"
+        return base if self.budget_of is None else f"{base}@={self.budget_of.label}"
 
 
 def expand_points(specs: list[str], *, sweep: bool, create: Callable[[str], Tokenizer]) -> list[Point]:
@@ -92,6 +113,38 @@ def expand_points(specs: list[str], *, sweep: bool, create: Callable[[str], Toke
         else:
             points.append(Point(spec))
     return points
+
+
+def equal_bytes_points(
+    points: list[Point], codecs: list[str], *, create: Callable[[str], Tokenizer]
+) -> list[Point]:
+    """For every learned point (a tokenizer whose kind is not ``"codec"``), one point per
+    codec spec in ``codecs`` at that point's per-image bytes, in the order of ``points``.
+
+    Raises:
+        SpecError: when a spec in ``codecs`` is not a codec with a byte budget.
+    """
+    for spec in codecs:
+        tok = create(spec)
+        if not (isinstance(tok, ImageCodec) and tok.supports_budget):
+            raise SpecError(
+                f"--equal-bytes {spec!r}: not a codec with a byte budget (jpeg, webp, avif, thumbnail are)"
+            )
+    learned = [p for p in points if p.budget_of is None and create(p.spec).kind != "codec"]
+    return [Point(spec, None, p) for p in learned for spec in codecs]
+
+
+def budgets_from(reference: dict[str, Any]) -> dict[str, int]:
+    """Per-image byte budgets from a finished point's results: ``{file: ceil(bits / 8)}``.
+
+    Rounded up to whole bytes (a file is whole bytes), so a codec gets less than one byte
+    more than the tokenizer; images without a finite rate get no budget.
+    """
+    return {
+        r["file"]: max(1, math.ceil(round(r["bits"] / 8.0, 6)))  # round: 1024.0000001 bits is 128 B
+        for r in reference["per_image"]
+        if math.isfinite(r["bits"])
+    }
 
 
 def _key(point: Point, data: BenchData, cfg: BenchConfig) -> str:
@@ -320,6 +373,15 @@ def _save_png(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path.with_suffix(".png"), buf.getvalue())
 
 
+def _fit_image(img: np.ndarray, proto: Protocol, model_size: int) -> tuple[Fit, np.ndarray, np.ndarray]:
+    """uint8 ``[H, W, 3]`` -> (its fit, the evaluation square uint8 ``[S, S, 3]``, the model's
+    input uint8 ``[M, M, 3]``): every tokenizer is scored on the same evaluation square; one
+    with a fixed native size sees that square resized to its size (and its output resized back)."""
+    fit = plan_fit(*img.shape[:2], size=proto.size, pad_mode=proto.pad_mode)
+    fitted = apply_fit(img, fit)
+    return fit, fitted, resize_uint8(fitted, model_size, model_size)
+
+
 def run_point(
     tok: Tokenizer,
     point: Point,
@@ -327,6 +389,7 @@ def run_point(
     cfg: BenchConfig,
     save_dir: Path | None = None,
     cache_dir: Path | None = None,
+    budgets: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Reconstruct every image of ``data`` with ``tok`` at ``point`` and measure the suites.
 
@@ -334,7 +397,13 @@ def run_point(
     ``save_dir/<point>/<image>.png`` — the layout ``--reconstructions`` reads back.
     ``cache_dir``: per-image tokenizer outputs are kept there, and reused when present, so a
     run interrupted inside a point redoes only the images it had not reached.
+    ``budgets``: ``{file: bytes}`` — encode each image with ``tok.with_budget(bytes)`` (``tok``
+    must be a codec with a byte budget); rows then record ``budget_bytes`` and ``over_budget``
+    (file larger than the budget); images without a budget, or whose budget the codec cannot
+    meet without exceeding it (:class:`BudgetError`), are skipped with the reason.
     """
+    if budgets is not None and not (isinstance(tok, ImageCodec) and tok.supports_budget):
+        raise TypeError(f"{tok.spec}: per-image byte budgets need a codec with a byte budget")
     from vistok.bench.metrics.pixel import ms_ssim, psnr, ssim
 
     proto = cfg.protocol
@@ -405,11 +474,13 @@ def run_point(
             except ImageLoadError as e:
                 skipped.append((e.path, e.reason))
                 continue
-            # Every tokenizer is scored on the same evaluation square; one with a fixed native
-            # size sees that square resized to its size, and its output is resized back.
-            fit = plan_fit(*img.shape[:2], size=proto.size, pad_mode=proto.pad_mode)
-            fitted = apply_fit(img, fit)
-            x = from_uint8(resize_uint8(fitted, model_size, model_size)[None]).to(cfg.device)
+            fit, fitted, model_input = _fit_image(img, proto, model_size)
+            x = from_uint8(model_input[None]).to(cfg.device)
+            budget = None if budgets is None else budgets.get(item.rel)
+            if budgets is not None and budget is None:
+                ref = point.budget_of.label if point.budget_of else "the reference point"
+                skipped.append((item.rel, f"no rate for this image in {ref}"))
+                continue
             ids = lengths = rob8 = None
             cached = cache.get(index)
             if isinstance(tok, PrecomputedReconstructions):
@@ -429,10 +500,15 @@ def run_point(
                 if "rob_note" in cached:
                     robust_note = str(cached["rob_note"])
             else:
+                coder = tok if budget is None else tok.with_budget(budget)  # type: ignore[attr-defined]
                 t0 = time.perf_counter()
-                tokens = tok.encode(x, num_tokens=point.num_tokens)
+                try:
+                    tokens = coder.encode(x, num_tokens=point.num_tokens)
+                except BudgetError as e:  # a codec that never exceeds its budget cannot meet it
+                    skipped.append((item.rel, str(e)))
+                    continue
                 t1 = time.perf_counter()
-                recon = tok.decode(tokens).clamp(0, 1)
+                recon = coder.decode(tokens).clamp(0, 1)
                 t2 = time.perf_counter()
                 enc_time += t1 - t0
                 dec_time += t2 - t1
@@ -471,6 +547,8 @@ def run_point(
                     "bpp_original": bits / (fit.orig_h * fit.orig_w),
                 }
             )
+            if budget is not None:  # the true file size against the budget: never pretend
+                rows[-1].update(budget_bytes=budget, over_budget=bits > 8 * budget)
             pending.append((fitted, rec8))
             if len(pending) == _METRIC_BATCH:
                 flush()
@@ -556,6 +634,101 @@ def run_point(
     return out
 
 
+# ---- equal-bytes points ------------------------------------------------------------------
+class _Smallest:
+    """The smallest file each budget codec can make for each image (memoized for the run):
+    a budget below it cannot be met. Images are fitted to the evaluation square once."""
+
+    def __init__(self, proto: Protocol):
+        self.proto = proto
+        self._inputs: dict[str, np.ndarray | None] = {}
+        self._sizes: dict[tuple[str, str], int | None] = {}
+
+    def of(self, codec: ImageCodec, item: BenchImage) -> int | None:
+        """Bytes of ``codec``'s smallest file for ``item`` (``None``: the image does not load)."""
+        key = (codec.spec, item.rel)
+        if key not in self._sizes:
+            if item.rel not in self._inputs:
+                try:
+                    img = load_image_uint8(item.path)
+                except ImageLoadError:
+                    self._inputs[item.rel] = None
+                else:  # codecs take any size: their input is the evaluation square
+                    self._inputs[item.rel] = _fit_image(img, self.proto, self.proto.size)[2]
+            x = self._inputs[item.rel]
+            self._sizes[key] = None if x is None else codec.min_bytes(x)
+        return self._sizes[key]
+
+
+def _span(values: list[int]) -> dict[str, float]:
+    return {"min": min(values), "mean": float(np.mean(values)), "max": max(values)} if values else {}
+
+
+def _range(span: dict[str, float]) -> str:
+    if not span:
+        return "?"
+    return f"{span['min']:.0f}" if span["min"] == span["max"] else f"{span['min']:.0f}-{span['max']:.0f}"
+
+
+def run_equal_bytes_point(
+    codec: ImageCodec,
+    point: Point,
+    reference: dict[str, Any],
+    data: BenchData,
+    cfg: BenchConfig,
+    smallest: _Smallest,
+    save_dir: Path | None = None,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """``codec`` at each image's byte count in the finished ``reference`` point's results.
+
+    The budgets are :func:`budgets_from` ``reference``. When no image's budget can be met
+    (every budget below the codec's smallest file for that image) the point is not measured
+    — it would only repeat the codec's lowest setting — and its record says why
+    (``images: 0``, ``equal_bytes.not_run``). Otherwise :func:`run_point` with the budgets;
+    the record's ``equal_bytes`` gives the reference, the budgets, how many images fit and
+    how many files went over budget (full-size codecs at their lowest quality).
+    """
+    assert point.budget_of is not None
+    t0 = time.perf_counter()
+    budgets = budgets_from(reference)
+    mins = {it.rel: smallest.of(codec, it) for it in data.items if it.rel in budgets}
+    fits = [rel for rel, m in mins.items() if m is not None and m <= budgets[rel]]
+    info: dict[str, Any] = {
+        "reference": point.budget_of.label,
+        "reference_spec": point.budget_of.spec,
+        "reference_num_tokens": point.budget_of.num_tokens,
+        "budget_bytes": _span(list(budgets.values())),
+        "smallest_file_bytes": _span([m for m in mins.values() if m is not None]),
+        "images_with_budget": len(budgets),
+        "images_that_fit": len(fits),
+    }
+    describe = codec.describe()
+    describe["config"]["bytes"] = "per image: equal_bytes.reference"
+    if not fits:
+        info["not_run"] = (
+            f"no {codec.file_format} file fits: budget {_range(info['budget_bytes'])} B per image, "
+            f"smallest {codec.spec} file {_range(info['smallest_file_bytes'])} B"
+        )
+        return {
+            "point": point.label,
+            "spec": point.spec,
+            "num_tokens": None,
+            "tokenizer": describe,
+            "images": 0,
+            "eval_size": cfg.protocol.size,
+            "equal_bytes": info,
+            "skipped_images": [],
+            "skipped_suites": {},
+            "per_image": [],
+            "wall_s": time.perf_counter() - t0,
+        }
+    res = run_point(codec, point, data, cfg, save_dir, cache_dir, budgets=budgets)
+    info["over_budget"] = sum(bool(r.get("over_budget")) for r in res["per_image"])
+    res["tokenizer"], res["equal_bytes"] = describe, info
+    return res
+
+
 # ---- the run ----------------------------------------------------------------------------
 def _dist() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -568,6 +741,70 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _memoized(create: Callable[[str], Tokenizer]) -> Callable[[str], Tokenizer]:
+    """``create`` that builds each spec once per run (expansion and points share them)."""
+    made: dict[str, Tokenizer] = {}
+
+    def get(spec: str) -> Tokenizer:
+        if spec not in made:
+            made[spec] = create(spec)
+        return made[spec]
+
+    return get
+
+
+@dataclass
+class _Run:
+    """What every point of a run shares: where results go, the data, the settings."""
+
+    out: Path
+    data: BenchData
+    cfg: BenchConfig
+    create: Callable[[str], Tokenizer]
+    save: Path | None
+    progress: bool
+    smallest: _Smallest
+
+    def path(self, point: Point) -> Path:
+        return self.out / "points" / f"{_key(point, self.data, self.cfg)}.json"
+
+    def run(self, points: list[Point], desc: str) -> None:
+        """Measure ``points`` not yet on disk, writing each one's results as it finishes."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(points, desc=desc, unit="pt", disable=not self.progress or None)
+        for point in bar:
+            path = self.path(point)
+            if path.is_file():
+                continue  # resumed: this point finished in an earlier run
+            bar.set_postfix_str(point.label)
+            tok = self.create(point.spec).to(self.cfg.device)
+            partial = path.with_suffix(".partial")
+            if point.budget_of is None:
+                res = run_point(tok, point, self.data, self.cfg, self.save, cache_dir=partial)
+            else:
+                reference = json.loads(self.path(point.budget_of).read_text())
+                res = run_equal_bytes_point(
+                    tok,  # type: ignore[arg-type]  # checked by equal_bytes_points
+                    point,
+                    reference,
+                    self.data,
+                    self.cfg,
+                    self.smallest,
+                    self.save,
+                    cache_dir=partial,
+                )
+            atomic_write_text(path, json.dumps(res, default=float) + "\n")
+            shutil.rmtree(partial, ignore_errors=True)
+
+
 def run_bench(
     specs: list[str],
     data: BenchData,
@@ -578,50 +815,43 @@ def run_bench(
     create: Callable[[str], Tokenizer] | None = None,
     progress: bool = True,
     save_reconstructions: str | Path | None = None,
+    equal_bytes: list[str] | None = None,
 ) -> dict[str, Any] | None:
     """Run every point, write ``results.json`` into ``out_dir``; returns the results (rank 0).
 
     ``create`` builds a tokenizer from a spec (default ``vistok.create``);
-    ``save_reconstructions`` writes every reconstruction as PNG (see :func:`run_point`).
+    ``save_reconstructions`` writes every reconstruction as PNG (see :func:`run_point`);
+    ``equal_bytes``: codec specs with a byte budget (``thumbnail``, ``webp``, ...) measured at
+    every learned point's per-image bytes (:func:`equal_bytes_points`), after the points
+    they depend on; each follows its reference point in the results.
     """
     import vistok
 
-    create = create or vistok.create
+    make = _memoized(create or vistok.create)
     out = Path(out_dir)
     (out / "points").mkdir(parents=True, exist_ok=True)
     rank, world = _dist()
-    points = expand_points(specs, sweep=sweep, create=create)
-    mine = points[rank::world]
+    points = expand_points(specs, sweep=sweep, create=make)
+    eq_points = equal_bytes_points(points, list(equal_bytes or []), create=make)
     t0 = time.perf_counter()
-    cache: dict[str, Tokenizer] = {}
-    from tqdm.auto import tqdm
-
-    bar = tqdm(mine, desc=f"bench[{rank}]" if world > 1 else "bench", unit="pt", disable=not progress or None)
-    for point in bar:
-        path = out / "points" / f"{_key(point, data, cfg)}.json"
-        if path.is_file():
-            continue  # resumed: this point finished in an earlier run
-        bar.set_postfix_str(point.label)
-        if point.spec not in cache:
-            cache[point.spec] = create(point.spec).to(cfg.device)
-        save = Path(save_reconstructions) if save_reconstructions else None
-        partial = path.with_suffix(".partial")
-        res = run_point(cache[point.spec], point, data, cfg, save, cache_dir=partial)
-        atomic_write_text(path, json.dumps(res, default=float) + "\n")
-        shutil.rmtree(partial, ignore_errors=True)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        if rank != 0:
-            return None
+    save = Path(save_reconstructions) if save_reconstructions else None
+    run = _Run(out, data, cfg, make, save, progress, _Smallest(cfg.protocol))
+    tag = f"[{rank}]" if world > 1 else ""
+    run.run(points[rank::world], f"bench{tag}")
+    if eq_points:
+        _barrier(world)  # every reference point's results are on disk before its budgets are read
+        run.run(eq_points[rank::world], f"equal bytes{tag}")
+    _barrier(world)
+    if rank != 0:
+        return None
+    ordered = [q for p in points for q in (p, *(e for e in eq_points if e.budget_of == p))]
     results = {
         "schema": SCHEMA_VERSION,
         "protocol": {"version": PROTOCOL_VERSION, **cfg.protocol.describe()},
         "config": {k: v for k, v in asdict(cfg).items() if k != "protocol"},
         "data": data.describe(),
         "environment": environment(cfg),
-        "points": [json.loads((out / "points" / f"{_key(p, data, cfg)}.json").read_text()) for p in points],
+        "points": [json.loads(run.path(p).read_text()) for p in ordered],
         "wall_s": time.perf_counter() - t0,
         "peak_rss_mb": _peak_rss_mb(),
         "shards": world,

@@ -2,11 +2,21 @@
 
 Each image is encoded to a real file in memory; its rate is the file's size in bits
 (headers included, as a file on disk would be). ``decode`` decodes the bytes.
+
+Byte budgets. The lossy codecs (``jpeg``, ``webp``, ``avif``) take ``bytes=N``: each image
+is then encoded at the highest quality whose file fits in ``N`` bytes (binary search over
+quality, per image), or at the lowest quality when none fits — recorded per image in
+``Tokens.meta["over_budget"]``, and the rate stays the real file size. ``thumbnail``
+shrinks the image instead, at a fixed quality, to the largest size whose file fits: it
+never exceeds its budget (:class:`BudgetError` when not even a 1x1 file fits). The bench
+uses both to put codecs at each image's own tokenizer byte count (docs/protocol.md).
 """
 
 from __future__ import annotations
 
+import copy
 import io
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -14,11 +24,11 @@ import torch
 from PIL import Image, features
 from torch import Tensor
 
-from vistok.registry import TOKENIZERS
+from vistok.registry import TOKENIZERS, parse_spec
 from vistok.tokenizer import Tokenizer
 from vistok.tokens import Tokens
 
-__all__ = ["ImageCodec", "from_uint8", "to_uint8"]
+__all__ = ["THUMBNAIL_QUALITY", "BudgetError", "ImageCodec", "from_uint8", "to_uint8"]
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
@@ -33,33 +43,145 @@ def from_uint8(arrays: list[np.ndarray] | np.ndarray) -> Tensor:
     return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+class BudgetError(ValueError):
+    """No file of this codec fits the byte budget (raised by codecs that never exceed it).
+
+    Attributes:
+        budget: the budget in bytes.
+        min_bytes: the smallest file this codec can make for the image, in bytes.
+    """
+
+    def __init__(self, message: str, *, budget: int, min_bytes: int):
+        super().__init__(message)
+        self.budget, self.min_bytes = budget, min_bytes
+
+
+def _largest_fitting(lo: int, hi: int, make: Callable[[int], bytes], budget: int) -> tuple[int, bytes] | None:
+    """The largest ``x`` in ``lo..hi`` with ``len(make(x)) <= budget``, and its file.
+
+    Binary search: assumes the file grows with ``x`` (quality, or thumbnail size); where it
+    does not, the answer may be a smaller ``x`` than the true largest, but the returned file
+    is always one that was measured to fit. ``None`` when not even ``make(lo)`` fits.
+    About ``log2(hi - lo) + 2`` calls of ``make``.
+    """
+    top = make(hi)
+    if len(top) <= budget:
+        return hi, top
+    best = (lo, make(lo))
+    if len(best[1]) > budget:
+        return None
+    lo_ok, hi_bad = lo, hi  # invariant: make(lo_ok) fits, make(hi_bad) does not
+    while hi_bad - lo_ok > 1:
+        mid = (lo_ok + hi_bad) // 2
+        payload = make(mid)
+        if len(payload) <= budget:
+            lo_ok, best = mid, (mid, payload)
+        else:
+            hi_bad = mid
+    return best
+
+
+def _check_range(name: str, value: int, lo: int, hi: int) -> None:
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
+
+
+def _check_budget(name: str, budget: int | None) -> None:
+    if budget is not None and budget < 1:
+        raise ValueError(f"{name} bytes must be >= 1, got {budget}")
+
+
+def _spec_with(spec: str, key: str, value: object) -> str:
+    """``spec`` with ``key=value`` set (replacing any previous value of ``key``)."""
+    family, raw = parse_spec(spec)
+    raw[key] = str(value)
+    return family + ":" + ",".join(f"{k}={v}" for k, v in sorted(raw.items()))
+
+
 class ImageCodec(Tokenizer):
-    """A Pillow codec. Subclasses set ``format`` and implement :meth:`save_kwargs`."""
+    """A Pillow codec. Subclasses set ``format`` and implement :meth:`save_kwargs`.
+
+    Codecs with ``supports_budget = True`` have a byte-budget mode (``byte_budget``, set by
+    the ``bytes=`` parameter or :meth:`with_budget`): they report per image, in
+    ``Tokens.meta``, ``"over_budget"`` (list of bool) and ``"budget_bytes"`` (int).
+    """
 
     kind: ClassVar[Literal["codec"]] = "codec"  # type: ignore[misc]
     format: ClassVar[str] = ""
+    supports_budget: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.byte_budget: int | None = None
+
+    @property
+    def file_format(self) -> str:
+        """Pillow's name of the payloads' file format (``"JPEG"``, ``"WEBP"``, ...)."""
+        return self.format
 
     def save_kwargs(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def encode_one(self, array: np.ndarray) -> bytes:
+        """uint8 ``[H, W, 3]`` -> the file's bytes."""
         buf = io.BytesIO()
         Image.fromarray(array, "RGB").save(buf, format=self.format, **self.save_kwargs())
         return buf.getvalue()
 
+    def encode_one_info(self, array: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+        """uint8 ``[H, W, 3]`` -> the file's bytes and per-image facts for ``Tokens.meta``."""
+        return self.encode_one(array), {}
+
     def decode_one(self, payload: bytes, size: tuple[int, int]) -> np.ndarray:
+        """File bytes -> uint8 ``[H, W, 3]`` of the original ``size`` = ``(H, W)``."""
         with Image.open(io.BytesIO(payload)) as im:
             return np.asarray(im.convert("RGB"))
 
+    def min_bytes(self, array: np.ndarray) -> int:
+        """Size in bytes of the smallest file this codec makes for uint8 ``[H, W, 3]``.
+
+        A budget below it cannot be met (fixed codecs: their one file's size).
+        """
+        return len(self.encode_one(array))
+
+    def with_budget(self, nbytes: int) -> ImageCodec:
+        """A copy of this codec in byte-budget mode: at most ``nbytes`` per image file.
+
+        Equivalent to creating it with ``bytes=nbytes`` (its ``spec`` says so).
+
+        Raises:
+            TypeError: when the codec has no byte-budget mode (``png``, ``resize``).
+        """
+        if not self.supports_budget:
+            raise TypeError(f"{self.spec}: this codec has no byte budget (jpeg, webp, avif, thumbnail have)")
+        _check_budget(self.spec, nbytes)
+        new = copy.copy(self)
+        new.byte_budget = int(nbytes)
+        new.config = {**self.config, "bytes": int(nbytes)}
+        new.spec = _spec_with(self.spec, "bytes", int(nbytes))
+        return new
+
     @torch.no_grad()
     def encode(self, images: Tensor, *, num_tokens: int | None = None) -> Tokens:
-        """Encode each image of float ``[B, 3, H, W]`` in [0, 1] to file bytes."""
+        """Encode each image of float ``[B, 3, H, W]`` in [0, 1] to file bytes.
+
+        Returns:
+            Tokens with ``bits`` = 8 x file size (float64 ``[B]``) and ``meta``:
+            ``payloads`` (list of ``bytes``), ``size`` ``[H, W]``, ``format``; in byte-budget
+            mode also ``budget_bytes`` and per-image lists (``over_budget``, ...).
+        """
         self.check_input(images)
         self.check_num_tokens(num_tokens)
-        payloads = [self.encode_one(a) for a in to_uint8(images)]
+        encoded = [self.encode_one_info(a) for a in to_uint8(images)]
+        payloads = [p for p, _ in encoded]
         h, w = images.shape[-2:]
         bits = torch.tensor([8.0 * len(p) for p in payloads], dtype=torch.float64)
-        return Tokens(bits=bits, meta={"payloads": payloads, "size": [int(h), int(w)], "format": self.format})
+        meta: dict[str, Any] = {"payloads": payloads, "size": [int(h), int(w)], "format": self.file_format}
+        if self.byte_budget is not None:
+            meta["budget_bytes"] = self.byte_budget
+        for key in encoded[0][1] if encoded else ():
+            meta[key] = [info[key] for _, info in encoded]  # per image: sliced with the batch
+        return Tokens(bits=bits, meta=meta)
 
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> Tensor:
@@ -68,47 +190,89 @@ class ImageCodec(Tokenizer):
         return from_uint8([self.decode_one(p, size) for p in tokens.meta["payloads"]])
 
 
-def _check_range(name: str, value: int, lo: int, hi: int) -> None:
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
+class QualityCodec(ImageCodec):
+    """A lossy codec with a ``quality`` knob in ``quality_range`` and a byte-budget mode.
 
+    With ``byte_budget`` set, ``quality`` is ignored: each image gets the highest quality
+    whose file fits (binary search), or the lowest quality, flagged ``over_budget``.
+    """
 
-class JPEG(ImageCodec):
-    format = "JPEG"
+    supports_budget = True
+    quality_range: ClassVar[tuple[int, int]] = (0, 100)
 
-    def __init__(self, quality: int, subsampling: str, optimize: bool):
+    def __init__(self, quality: int, byte_budget: int | None):
         super().__init__()
-        _check_range("jpeg quality", quality, 1, 100)
-        self.quality, self.subsampling, self.optimize = quality, subsampling, optimize
+        _check_range(f"{self.format.lower()} quality", quality, *self.quality_range)
+        _check_budget(self.format.lower(), byte_budget)
+        self.quality, self.byte_budget = quality, byte_budget
+
+    def options(self) -> dict[str, Any]:
+        """Pillow save options other than the quality."""
+        return {}
 
     def save_kwargs(self) -> dict[str, Any]:
-        return {"quality": self.quality, "subsampling": self.subsampling, "optimize": self.optimize}
+        return {"quality": self.quality, **self.options()}
+
+    def file(self, im: Image.Image, quality: int) -> bytes:
+        """The file of RGB image ``im`` at ``quality``."""
+        buf = io.BytesIO()
+        im.save(buf, format=self.format, quality=quality, **self.options())
+        return buf.getvalue()
+
+    def encode_one_info(self, array: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+        im = Image.fromarray(array, "RGB")
+        if self.byte_budget is None:
+            return self.file(im, self.quality), {}
+        lo, hi = self.quality_range
+        found = _largest_fitting(lo, hi, lambda q: self.file(im, q), self.byte_budget)
+        if found is None:  # even the lowest quality is too big: say so, never pretend
+            return self.file(im, lo), {"quality": lo, "over_budget": True}
+        return found[1], {"quality": found[0], "over_budget": False}
+
+    def encode_one(self, array: np.ndarray) -> bytes:
+        return self.encode_one_info(array)[0]
+
+    def min_bytes(self, array: np.ndarray) -> int:
+        """Size of the file at the lowest quality (budget mode's smallest file)."""
+        return len(self.file(Image.fromarray(array, "RGB"), self.quality_range[0]))
 
 
-class WebP(ImageCodec):
+class JPEG(QualityCodec):
+    format = "JPEG"
+    quality_range = (1, 100)
+
+    def __init__(self, quality: int, subsampling: str, optimize: bool, byte_budget: int | None = None):
+        super().__init__(quality, byte_budget)
+        self.subsampling, self.optimize = subsampling, optimize
+
+    def options(self) -> dict[str, Any]:
+        return {"subsampling": self.subsampling, "optimize": self.optimize}
+
+
+class WebP(QualityCodec):
     format = "WEBP"
 
-    def __init__(self, quality: int, method: int, lossless: bool):
-        super().__init__()
-        _check_range("webp quality", quality, 0, 100)
+    def __init__(self, quality: int, method: int, lossless: bool, byte_budget: int | None = None):
         _check_range("webp method", method, 0, 6)
-        self.quality, self.method, self.lossless = quality, method, lossless
+        if lossless and byte_budget is not None:
+            raise ValueError("webp: bytes= needs lossy WebP (lossless=false)")
+        super().__init__(quality, byte_budget)
+        self.method, self.lossless = method, lossless
 
-    def save_kwargs(self) -> dict[str, Any]:
-        return {"quality": self.quality, "method": self.method, "lossless": self.lossless}
+    def options(self) -> dict[str, Any]:
+        return {"method": self.method, "lossless": self.lossless}
 
 
-class AVIF(ImageCodec):
+class AVIF(QualityCodec):
     format = "AVIF"
 
-    def __init__(self, quality: int, speed: int):
-        super().__init__()
-        _check_range("avif quality", quality, 0, 100)
+    def __init__(self, quality: int, speed: int, byte_budget: int | None = None):
         _check_range("avif speed", speed, 0, 10)
-        self.quality, self.speed = quality, speed
+        super().__init__(quality, byte_budget)
+        self.speed = speed
 
-    def save_kwargs(self) -> dict[str, Any]:
-        return {"quality": self.quality, "speed": self.speed, "subsampling": "4:2:0"}
+    def options(self) -> dict[str, Any]:
+        return {"speed": self.speed, "subsampling": "4:2:0"}
 
 
 class PNG(ImageCodec):
@@ -163,6 +327,81 @@ class Resize(ImageCodec):
             return np.asarray(im.convert("RGB").resize((size[1], size[0]), _FILTERS[self.up]))
 
 
+ThumbnailFormat = Literal["webp", "jpeg", "avif"]
+
+# The thumbnail's fixed quality per format: the best mean PSNR over budgets of 64 B..4 KB on
+# the built-in photos at 256x256 (docs/models.md has the sweep). Low qualities win: at these
+# budgets more pixels at a coarse quality beat fewer pixels at a fine one.
+THUMBNAIL_QUALITY: dict[str, int] = {"webp": 20, "jpeg": 20, "avif": 30}
+
+
+class Thumbnail(ImageCodec):
+    """An equal-bytes thumbnail: the largest downscaled copy whose file fits ``byte_budget``.
+
+    The image is shrunk (aspect ratio kept; long side searched by bisection, never
+    enlarged) with ``down`` and stored as ``format`` at the fixed ``quality``; ``decode``
+    upsamples back to the original size with ``up``. The file never exceeds the budget.
+    """
+
+    supports_budget = True
+
+    def __init__(
+        self, format: ThumbnailFormat, byte_budget: int, quality: int | None, down: Filter, up: Filter
+    ):
+        super().__init__()
+        if format == "avif" and _avif_available():
+            raise ValueError(f"thumbnail format=avif: {_avif_available()}")
+        _check_budget("thumbnail", byte_budget)
+        q = THUMBNAIL_QUALITY[format] if quality is None else quality
+        self.inner: QualityCodec = {
+            "webp": lambda: WebP(q, method=4, lossless=False),
+            "jpeg": lambda: JPEG(q, subsampling="4:2:0", optimize=True),
+            "avif": lambda: AVIF(q, speed=6),
+        }[format]()
+        self.byte_budget = byte_budget  # always set: a thumbnail is defined by its budget
+        self.quality, self.down, self.up = q, down, up
+
+    @property
+    def file_format(self) -> str:
+        return self.inner.format
+
+    def _file_at(self, im: Image.Image, long_side: int) -> bytes:
+        """The file of ``im`` shrunk so that its longer side is ``long_side`` pixels."""
+        w, h = im.size
+        scale = long_side / max(w, h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = im if size == (w, h) else im.resize(size, _FILTERS[self.down])
+        return self.inner.file(small, self.quality)
+
+    def encode_one_info(self, array: np.ndarray) -> tuple[bytes, dict[str, Any]]:
+        im = Image.fromarray(array, "RGB")
+        budget = self.byte_budget
+        found = _largest_fitting(1, max(im.size), lambda n: self._file_at(im, n), budget)
+        if found is None:
+            smallest = len(self._file_at(im, 1))
+            raise BudgetError(
+                f"thumbnail: a budget of {budget} bytes is below the smallest {self.inner.format} file "
+                f"(a 1x1 image at quality {self.quality}: {smallest} bytes)",
+                budget=budget,
+                min_bytes=smallest,
+            )
+        payload = found[1]
+        with Image.open(io.BytesIO(payload)) as small:
+            w, h = small.size
+        return payload, {"over_budget": False, "thumbnail_size": [h, w]}
+
+    def encode_one(self, array: np.ndarray) -> bytes:
+        return self.encode_one_info(array)[0]
+
+    def decode_one(self, payload: bytes, size: tuple[int, int]) -> np.ndarray:
+        with Image.open(io.BytesIO(payload)) as im:
+            return np.asarray(im.convert("RGB").resize((size[1], size[0]), _FILTERS[self.up]))
+
+    def min_bytes(self, array: np.ndarray) -> int:
+        """Size of the 1x1 thumbnail's file: budgets below it raise :class:`BudgetError`."""
+        return len(self._file_at(Image.fromarray(array, "RGB"), 1))
+
+
 def _avif_available() -> str | None:
     if features.check("avif"):
         return None
@@ -172,22 +411,40 @@ def _avif_available() -> str | None:
 # ---- registry entries (defaults are data; the classes above are the architecture) ----
 @TOKENIZERS.register("jpeg")
 def jpeg(
-    *, quality: int = 75, subsampling: Literal["4:2:0", "4:2:2", "4:4:4"] = "4:2:0", optimize: bool = True
+    *,
+    quality: int = 75,
+    subsampling: Literal["4:2:0", "4:2:2", "4:4:4"] = "4:2:0",
+    optimize: bool = True,
+    bytes: int | None = None,
 ) -> Tokenizer:
-    """JPEG (libjpeg via Pillow), optimized Huffman tables; rate = file bytes."""
-    return JPEG(quality, subsampling, optimize)
+    """JPEG (libjpeg via Pillow), optimized Huffman tables; rate = file bytes.
+
+    ``bytes=N``: per image, the highest quality (1..100) whose file is <= N bytes (``quality``
+    is then ignored); quality 1 flagged ``over_budget`` when none fits.
+    """
+    return JPEG(quality, subsampling, optimize, bytes)
 
 
 @TOKENIZERS.register("webp")
-def webp(*, quality: int = 75, method: int = 4, lossless: bool = False) -> Tokenizer:
-    """WebP (libwebp via Pillow); rate = file bytes."""
-    return WebP(quality, method, lossless)
+def webp(
+    *, quality: int = 75, method: int = 4, lossless: bool = False, bytes: int | None = None
+) -> Tokenizer:
+    """WebP (libwebp via Pillow); rate = file bytes.
+
+    ``bytes=N``: per image, the highest quality (0..100) whose file is <= N bytes (``quality``
+    is then ignored); quality 0 flagged ``over_budget`` when none fits. Lossy only.
+    """
+    return WebP(quality, method, lossless, bytes)
 
 
 @TOKENIZERS.register("avif", available=_avif_available)
-def avif(*, quality: int = 50, speed: int = 6) -> Tokenizer:
-    """AVIF (libavif via Pillow, 4:2:0); rate = file bytes."""
-    return AVIF(quality, speed)
+def avif(*, quality: int = 50, speed: int = 6, bytes: int | None = None) -> Tokenizer:
+    """AVIF (libavif via Pillow, 4:2:0); rate = file bytes.
+
+    ``bytes=N``: per image, the highest quality (0..100) whose file is <= N bytes (``quality``
+    is then ignored); quality 0 flagged ``over_budget`` when none fits.
+    """
+    return AVIF(quality, speed, bytes)
 
 
 @TOKENIZERS.register("png")
@@ -200,3 +457,21 @@ def png(*, compress_level: int = 9) -> Tokenizer:
 def resize(*, factor: float = 4.0, down: Filter = "bicubic", up: Filter = "bicubic") -> Tokenizer:
     """Down by ``factor`` then back up (TokBench's upper bound); rate = PNG of the small image."""
     return Resize(factor, down, up)
+
+
+@TOKENIZERS.register("thumbnail")
+def thumbnail(
+    *,
+    format: ThumbnailFormat = "webp",
+    bytes: int = 2048,
+    quality: int | None = None,
+    down: Filter = "bicubic",
+    up: Filter = "lanczos",
+) -> Tokenizer:
+    """Equal-bytes thumbnail: the largest downscaled image whose file fits ``bytes``; upscaled back.
+
+    ``quality``: fixed quality of the small file (default per format: webp 20, jpeg 20,
+    avif 30). Never exceeds ``bytes``; raises :class:`BudgetError` when not even a 1x1 file
+    fits (on photos about 50-60 bytes for webp, 285 for jpeg, 310 for avif). Rate = file bytes.
+    """
+    return Thumbnail(format, bytes, quality, down, up)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vistok.models._base import LearnedTokenizer, ModelOutput
-from vistok.nn.conv import AttnBlock2d, Downsample, ResBlock, Upsample, group_norm
+from vistok.nn.conv import AttnBlock2d, Downsample, NormKind, ResBlock, Upsample, make_norm
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 
@@ -42,7 +42,15 @@ def conv2d_levels(factor: int, stem_factor: int) -> int:
 
 
 class _Encoder(nn.Module):
-    def __init__(self, chans: list[int], stem_factor: int, num_res_blocks: int, attention: bool, out_ch: int):
+    def __init__(
+        self,
+        chans: list[int],
+        stem_factor: int,
+        num_res_blocks: int,
+        attention: bool,
+        out_ch: int,
+        norm: NormKind,
+    ):
         super().__init__()
         self.stem_factor = stem_factor
         self.stem = nn.Conv2d(3 * stem_factor**2, chans[0], 3, padding=1)
@@ -50,15 +58,17 @@ class _Encoder(nn.Module):
         prev = chans[0]
         for i, ch in enumerate(chans):
             for _ in range(num_res_blocks):
-                blocks.append(ResBlock(prev, ch))
+                blocks.append(ResBlock(prev, ch, norm))
                 prev = ch
             if i < len(chans) - 1:
                 blocks.append(Downsample(ch))
         self.levels = nn.Sequential(*blocks)
         self.mid = nn.Sequential(
-            ResBlock(prev), AttnBlock2d(prev) if attention else nn.Identity(), ResBlock(prev)
+            ResBlock(prev, norm=norm),
+            AttnBlock2d(prev, norm=norm) if attention else nn.Identity(),
+            ResBlock(prev, norm=norm),
         )
-        self.norm = group_norm(prev)
+        self.norm = make_norm(norm, prev)
         self.out = nn.Conv2d(prev, out_ch, 3, padding=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -70,24 +80,34 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    def __init__(self, chans: list[int], stem_factor: int, num_res_blocks: int, attention: bool, in_ch: int):
+    def __init__(
+        self,
+        chans: list[int],
+        stem_factor: int,
+        num_res_blocks: int,
+        attention: bool,
+        in_ch: int,
+        norm: NormKind,
+    ):
         super().__init__()
         self.stem_factor = stem_factor
         top = chans[-1]
         self.inp = nn.Conv2d(in_ch, top, 3, padding=1)
         self.mid = nn.Sequential(
-            ResBlock(top), AttnBlock2d(top) if attention else nn.Identity(), ResBlock(top)
+            ResBlock(top, norm=norm),
+            AttnBlock2d(top, norm=norm) if attention else nn.Identity(),
+            ResBlock(top, norm=norm),
         )
         blocks: list[nn.Module] = []
         prev = top
         for i in reversed(range(len(chans))):
             for _ in range(num_res_blocks):
-                blocks.append(ResBlock(prev, chans[i]))
+                blocks.append(ResBlock(prev, chans[i], norm))
                 prev = chans[i]
             if i > 0:
                 blocks.append(Upsample(prev))
         self.levels = nn.Sequential(*blocks)
-        self.norm = group_norm(prev)
+        self.norm = make_norm(norm, prev)
         self.out = nn.Conv2d(prev, 3 * stem_factor**2, 3, padding=1)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,6 +137,10 @@ class Conv2dTokenizer(LearnedTokenizer):
         latent_norm: parameter-free LayerNorm on the latents before the bottleneck (guards
             FSQ/LFQ against saturation; no weights; recorded in the config like any parameter).
         image_size: native (training) size; sets ``max_tokens`` = ``(image_size / f)^2``.
+        norm: feature normalization, ``channel`` (per-position LayerNorm over channels, the
+            default: flat and smooth images keep their absolute level), ``group`` (VQGAN's
+            GroupNorm: statistics over the whole map, so a flat image loses most of its level; the
+            value of checkpoints saved before vistok 0.2) or ``none``.
     """
 
     def __init__(
@@ -133,6 +157,7 @@ class Conv2dTokenizer(LearnedTokenizer):
         quantizer: str,
         latent_norm: bool,
         image_size: int,
+        norm: NormKind = "channel",
     ):
         super().__init__(quantizer=quantizer, latent_dim=latent_dim, latent_norm=latent_norm)
         s = stem_factor if stem == "unshuffle" else 1
@@ -147,8 +172,8 @@ class Conv2dTokenizer(LearnedTokenizer):
         if image_size % factor:
             raise ValueError(f"image_size {image_size} is not a multiple of factor {factor}")
         chans = [width * m for m in mult]
-        self.encoder = _Encoder(chans, s, num_res_blocks, attention, latent_dim)
-        self.decoder = _Decoder(chans, s, num_res_blocks, attention, latent_dim)
+        self.encoder = _Encoder(chans, s, num_res_blocks, attention, latent_dim, norm)
+        self.decoder = _Decoder(chans, s, num_res_blocks, attention, latent_dim, norm)
         self.factor = factor
         self.stride = factor
         self.input_size = None  # any multiple of `factor`
@@ -220,6 +245,7 @@ def conv2d(
     quantizer: str = "fsq:levels=8-5-5-5",
     latent_norm: bool = False,
     image_size: int = 256,
+    norm: NormKind = "channel",
 ) -> Conv2dTokenizer:
     """VQGAN-style conv tokenizer: 2D token grid at stride ``factor``; any quantizer."""
     return Conv2dTokenizer(
@@ -234,6 +260,7 @@ def conv2d(
         quantizer=quantizer,
         latent_norm=latent_norm,
         image_size=image_size,
+        norm=norm,
     )
 
 

@@ -11,7 +11,6 @@ trained, on what data (with licences) and how they measure: ``docs/shipped_model
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vistok.registry import TOKENIZERS
@@ -19,7 +18,7 @@ from vistok.tokenizer import Tokenizer
 
 __all__ = ["SHIPPED", "weights_dir"]
 
-SHIPPED = ("vistok-f8", "vistok-1d")
+SHIPPED = ("vistok-f8", "vistok-1d", "vistok-pca")
 
 
 def weights_dir(name: str) -> Path:
@@ -36,16 +35,13 @@ def _missing(name: str) -> str | None:
 
 def _load_shipped(name: str) -> Tokenizer:
     """Build the architecture recorded in ``weights/<name>/config.json`` and load its weights."""
-    from safetensors.torch import load_file
+    from vistok.hub import load
 
     d = weights_dir(name)
     reason = _missing(name)
     if reason:
         raise FileNotFoundError(f"{name}: {reason}")
-    cfg = json.loads((d / "config.json").read_text())
-    model = TOKENIZERS.create(cfg["name"], **cfg["config"])
-    model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
-    model.eval()
+    model = load(d)
     model.source = f"vistok/weights/{name}"  # type: ignore[attr-defined]
     return model
 
@@ -58,5 +54,11 @@ def vistok_f8() -> Tokenizer:
 
 @TOKENIZERS.register("vistok-1d", available=lambda: _missing("vistok-1d"))
 def vistok_1d() -> Tokenizer:
-    """Shipped default: 1D latent tokenizer, 1..64 FSQ tokens at 128x128 (docs/shipped_models.md)."""
+    """Shipped default: 1D tokens (1..128, FSQ, 16 bits each) over vistok-f8's grid at 128x128 (docs/shipped_models.md)."""
     return _load_shipped("vistok-1d")
+
+
+@TOKENIZERS.register("vistok-pca", available=lambda: _missing("vistok-pca"))
+def vistok_pca() -> Tokenizer:
+    """Shipped baseline: ordered PCA tokens (16 bits/token, 1..128) fitted on the photo corpus (docs/shipped_models.md)."""
+    return _load_shipped("vistok-pca")

@@ -7,11 +7,24 @@ with channels-last inputs is usually the faster layout for 3x3 convolutions.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["AttnBlock2d", "Downsample", "ResBlock", "Upsample", "group_norm"]
+__all__ = [
+    "AttnBlock2d",
+    "ChannelNorm",
+    "Downsample",
+    "NormKind",
+    "ResBlock",
+    "Upsample",
+    "group_norm",
+    "make_norm",
+]
+
+NormKind = Literal["group", "channel", "none"]
 
 
 def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
@@ -20,19 +33,50 @@ def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels, eps=1e-6)
 
 
+class ChannelNorm(nn.Module):
+    """LayerNorm over the channels at each position of ``[B, C, H, W]`` (with affine).
+
+    Unlike GroupNorm it uses no statistics across positions, so a flat image is processed
+    exactly like a flat region of a photo and its absolute level survives the network
+    (GroupNorm, on a constant map, keeps only each group's pattern across its few channels).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+def make_norm(kind: NormKind, channels: int) -> nn.Module:
+    """The normalization layer of ``kind``: ``group`` (VQGAN's GroupNorm, 32 groups),
+    ``channel`` (:class:`ChannelNorm`) or ``none`` (identity)."""
+    if kind == "group":
+        return group_norm(channels)
+    if kind == "channel":
+        return ChannelNorm(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be group|channel|none, got {kind!r}")
+
+
 class ResBlock(nn.Module):
-    """``GN-SiLU-Conv3x3-GN-SiLU-Conv3x3`` plus a (1x1-projected when widths differ) skip.
+    """``Norm-SiLU-Conv3x3-Norm-SiLU-Conv3x3`` (``norm``: see :func:`make_norm`) plus a (1x1-projected when widths differ) skip.
 
     ``[B, in_ch, H, W] -> [B, out_ch, H, W]``. The second conv starts at zero, so a fresh
     block is the identity on its skip path (stable deep stacks).
     """
 
-    def __init__(self, in_ch: int, out_ch: int | None = None):
+    def __init__(self, in_ch: int, out_ch: int | None = None, norm: NormKind = "group"):
         super().__init__()
         out_ch = out_ch or in_ch
-        self.norm1 = group_norm(in_ch)
+        self.norm1 = make_norm(norm, in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.norm2 = group_norm(out_ch)
+        self.norm2 = make_norm(norm, out_ch)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
@@ -73,12 +117,12 @@ class AttnBlock2d(nn.Module):
     by the fused kernels). The output projection starts at zero (identity block).
     """
 
-    def __init__(self, channels: int, num_heads: int = 1):
+    def __init__(self, channels: int, num_heads: int = 1, norm: NormKind = "group"):
         super().__init__()
         if channels % num_heads:
             raise ValueError(f"attention channels {channels} not a multiple of num_heads={num_heads}")
         self.num_heads = num_heads
-        self.norm = group_norm(channels)
+        self.norm = make_norm(norm, channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.proj.weight)

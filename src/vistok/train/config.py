@@ -56,6 +56,7 @@ class ModelConfig:
     nested: Literal["none", "uniform", "pow2"] | None = None  # latent1d prefix sampling (None: spec's)
     nested_prob: float | None = None  # latent1d: fraction of images truncated (<1: tail drop)
     nested_start: int = 0  # latent1d: train with all tokens before this step, then nested
+    warm_start: int = 0  # crops passed to model.warm_start(images) before step 0 (latent1d-grid PCA path)
 
 
 @dataclass

@@ -6,7 +6,9 @@ Sources (``data.sources``, any mix):
 * a folder: every image under it, recursively (``vistok.data.images.find_images``);
 * a ``.tar`` file, or a glob such as ``shards/train-*.tar``: WebDataset-style shards read
   with :mod:`tarfile` (each member with an image extension is one sample);
-* ``samples`` / ``samples:photos+text+faces``: the built-in sample sets.
+* ``samples`` / ``samples:photos+text+faces``: the built-in sample sets;
+* ``corpus:train`` / ``corpus:heldout`` / ``corpus:<package>``: the photo corpus of Debian
+  packages (:mod:`vistok.data.corpus`).
 
 Files that cannot be decoded are skipped and counted (:attr:`ImageDataset.report`).
 
@@ -71,7 +73,15 @@ def collect_sources(sources: list[str], optional: list[str] | None = None) -> li
     items: list[_Item] = []
     for required, src in [(True, s) for s in sources] + [(False, s) for s in optional or []]:
         found: list[_Item] = []
-        if src == "samples" or src.startswith("samples:"):
+        if src.startswith("corpus:"):
+            from vistok.data.corpus import corpus_images
+
+            try:
+                found = [_Item(i.path) for i in corpus_images(src.split(":", 1)[1])]
+            except FileNotFoundError:
+                if required:
+                    raise
+        elif src == "samples" or src.startswith("samples:"):
             names = src.split(":", 1)[1].split("+") if ":" in src else list(SAMPLE_SETS)
             for name in names:
                 if name not in SAMPLE_SETS:

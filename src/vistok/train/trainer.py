@@ -189,6 +189,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         if resume:
             self._resume()
+        if self.step == 0 and cfg.model.warm_start > 0:
+            self._warm_start(cfg.model.warm_start)
         self.loader_iter = self._make_loader_iter()
         self._tb = None
         self._grid_images = self._fixed_grid_images()
@@ -207,6 +209,24 @@ class Trainer:
             preload=d.preload,
             seed=self.cfg.run.seed,
         )
+
+    def _warm_start(self, n: int) -> None:
+        """Call ``model.warm_start(images)`` (models that have one, e.g. the PCA path of
+        ``latent1d-grid``) on ``n`` training crops drawn apart from the training stream;
+        models already warm-started (``init_from``) are left alone."""
+        warm = getattr(self.model, "warm_start", None)
+        if warm is None or bool(getattr(self.model, "warm_started", False)):
+            return
+        m = len(self.dataset)
+        images = torch.stack([self.dataset[(2**20 + i // m, i % m)] for i in range(n)]).to(self.device)
+        size = getattr(self.model, "input_size", None)
+        if size and images.shape[-1] != size:
+            images = torch.nn.functional.interpolate(
+                images, size=(size, size), mode="bicubic", align_corners=False, antialias=True
+            ).clamp(0, 1)
+        warm(images)
+        if self.ema is not None:  # the EMA starts from the warm-started weights
+            self.ema.module.load_state_dict(self.model.state_dict())
 
     def _make_loader_iter(self) -> Iterator[Tensor]:
         loader = build_loader(

@@ -113,3 +113,28 @@ def test_registered_accumulator_on_tensors(astronaut_face, im) -> None:
     assert out["face_dist"] == pytest.approx(expected, abs=1e-9)  # one bucket: its mean
     with pytest.raises(ValueError, match="one list of face boxes per image"):
         m.update(x, y, annotations=[])
+
+
+def test_descriptors_are_memoized_with_identical_values(astronaut_face, im) -> None:
+    a, box = astronaut_face
+    models = fc.FaceModels()
+    shape = models.landmarks(a, box)
+    first = models.descriptor(a, shape)
+    calls = []
+    recog = models._get()[2]
+
+    class Counting:
+        def compute_face_descriptor(self, *args: object) -> object:
+            calls.append(1)
+            return recog.compute_face_descriptor(*args)
+
+    models._models = (*models._get()[:2], Counting())
+    again = models.descriptor(a.copy(), shape)  # same content, another array: from the memo
+    assert calls == [] and np.array_equal(again, first)
+    again[0] = 99.0  # a caller's copy: the memo is not changed through it
+    assert models.descriptor(a, shape)[0] == first[0]
+    other = models.descriptor(im.jpeg(a, 30), shape)  # other pixels: computed
+    assert calls == [1] and not np.array_equal(other, first)
+    moved = models.landmarks(a, [box[0] + 4, box[1], box[2] + 4, box[3]])
+    models.descriptor(a, moved)  # other landmarks: computed
+    assert calls == [1, 1]

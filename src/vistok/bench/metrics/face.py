@@ -25,9 +25,11 @@ TokBench instead reports ArcFace cosine similarity; the two are not comparable.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -99,9 +101,14 @@ def face_available() -> str | None:
 class FaceModels:
     """dlib's HOG face detector, 5-point shape predictor and face recognizer, loaded on first use."""
 
+    # Descriptors kept (128 float64 each, ~1 KB): a bench run scores every point against the
+    # same originals, so each original face is described once per run instead of once per point.
+    cache_size = 4096
+
     def __init__(self) -> None:
         self._models: tuple[Any, Any, Any] | None = None
         self._lock = threading.Lock()
+        self._descriptors: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     def _get(self) -> tuple[Any, Any, Any]:
         if self._models is None:
@@ -151,8 +158,34 @@ class FaceModels:
         return self._get()[1](_contiguous(image), rect)
 
     def descriptor(self, image: np.ndarray, shape: Any) -> np.ndarray:
-        """128-d float64 descriptor of the face aligned by ``shape`` in uint8 ``[H, W, 3]``."""
-        return np.asarray(self._get()[2].compute_face_descriptor(_contiguous(image), shape), dtype=np.float64)
+        """128-d float64 descriptor of the face aligned by ``shape`` in uint8 ``[H, W, 3]``.
+
+        Memoized on the image's bytes and the landmarks (least recently used entries go
+        first): dlib is deterministic, so a repeated call returns the same values.
+        """
+        img = _contiguous(image)
+        h = hashlib.blake2b(digest_size=20)
+        h.update(repr((img.shape, _shape_key(shape))).encode())
+        h.update(memoryview(img).cast("B"))
+        key = h.digest()
+        with self._lock:
+            hit = self._descriptors.get(key)
+            if hit is not None:
+                self._descriptors.move_to_end(key)
+                return hit.copy()
+        out = np.asarray(self._get()[2].compute_face_descriptor(img, shape), dtype=np.float64)
+        with self._lock:
+            self._descriptors[key] = out.copy()
+            while len(self._descriptors) > self.cache_size:
+                self._descriptors.popitem(last=False)
+        return out
+
+
+def _shape_key(shape: Any) -> tuple[int, ...]:
+    """The rectangle and landmark coordinates of a dlib ``full_object_detection``."""
+    r = shape.rect
+    parts = [(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)]
+    return (r.left(), r.top(), r.right(), r.bottom(), *(v for xy in parts for v in xy))
 
 
 _DEFAULT_MODELS: FaceModels | None = None

@@ -1,0 +1,526 @@
+"""``latent1d-grid``: a two-stage 1D tokenizer over a frozen 2D tokenizer (TiTok / FlexTok recipe).
+
+A 1D tokenizer that reads pixels must learn to render them, which takes tens of thousands of
+GPU steps. TiTok's stage 1 instead predicts a frozen 2D VQGAN's codes, and FlexTok tokenizes
+a frozen VAE's latent grid; a 1D model over an ``f``-times smaller grid sees ``f^2`` fewer
+positions, which is what makes it trainable on a CPU. This family does that:
+
+* **Backbone** (frozen): any vistok 2D tokenizer with a latent grid (``conv2d``, ``vit2d``,
+  the shipped ``vistok-f8``). Its encoder turns the image into a grid ``[h, w, C]``; its
+  decoder renders a grid back to pixels. Its weights are stored inside this model's
+  checkpoint, and its config records the backbone's full architecture spec, so loading
+  resolves offline and never depends on the backbone's original files.
+* **1D encoder**: the backbone's (quantized) grid, in ``g x g`` patches (``grid_patch``) with
+  2D position embeddings, followed by ``N`` learned latent tokens, goes through a
+  transformer; the latent-token outputs are projected to ``latent_dim`` and quantized by
+  this model's own quantizer (the 1D tokens).
+* **1D decoder**: one mask token per grid patch plus the ``N`` token embeddings (positions
+  at or past the kept length are replaced by a learned null token) go through a
+  transformer, whose patch outputs predict the backbone grid:
+
+  - FSQ backbone: per-channel logits over the FSQ levels, trained with cross-entropy
+    against the backbone's codes (TiTok's stage 1: no pixel loss);
+  - VQ / other discrete backbones: logits over the backbone codebook (cross-entropy);
+  - continuous backbones: the latents, by mean-squared error.
+
+  Decoding turns the prediction into backbone decoder input: ``decode_mode="mean"`` takes
+  the expected code value under the predicted distribution (the MMSE estimate; the
+  default for FSQ), ``"argmax"`` the most likely level or code. The frozen backbone decoder
+  renders pixels.
+* **Variable length**: ``nested="pow2"`` (FlexTok) or ``"uniform"`` with
+  ``nested_prob < 1`` (One-D-Piece's tail drop) train every prefix ``k`` of the ``N``
+  tokens to decode, as in :mod:`vistok.models.latent1d`.
+* **Stage 2** (optional, ``stage=2``): the 1D encoder and decoder are frozen and the
+  backbone decoder is fine-tuned on pixels (the recipe's L1/L2/perceptual/GAN losses)
+  from the 1D model's predicted grids. Use ``model.init_from`` with the stage-1 checkpoint.
+
+Resolution: fixed (``image_size``); the benchmark resizes to it, like ``latent1d``.
+
+Tokens: ``ids`` long ``[B, k]`` (``[B, k, K]`` for multi-codebook quantizers) or float16
+``latents [B, k, C]``; ``lengths`` long ``[B]``; ``bits = k x bits per token``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vistok.models._base import LearnedTokenizer, ModelOutput
+from vistok.models._patches import patchify, unpatchify
+from vistok.models.latent1d import Nested, sample_lengths
+from vistok.nn.posemb import PosEmb2d
+from vistok.nn.transformer import Transformer, init_weights
+from vistok.registry import TOKENIZERS, format_spec
+from vistok.tokens import Tokens
+
+__all__ = ["Latent1dGridTokenizer", "architecture_spec"]
+
+
+def architecture_spec(tok: Any) -> str:
+    """A spec that rebuilds ``tok``'s architecture from the registry alone (no files).
+
+    Shipped or loaded models carry ``arch_spec`` (the family and config of their
+    checkpoint); others are rebuilt from their registry name and full config.
+    """
+    arch = getattr(tok, "arch_spec", None)
+    if arch:
+        return str(arch)
+    return format_spec(tok.registry_name, dict(tok.config))
+
+
+class _Target:
+    """How the 1D decoder's output maps to the backbone grid (FSQ, codebook or continuous)."""
+
+    def __init__(self, backbone: LearnedTokenizer):
+        q = backbone.quantizer
+        self.quantizer = q
+        if backbone.kind == "discrete" and hasattr(q, "levels") and hasattr(q, "_basis"):
+            self.kind = "fsq"
+            self.levels = [int(n) for n in q.levels]
+            self.width = sum(self.levels)
+            self.channels = q.code_dim if hasattr(q, "code_dim") else len(self.levels)
+        elif backbone.kind == "discrete":
+            if backbone.num_codebooks != 1:
+                raise ValueError("latent1d-grid: multi-codebook discrete backbones are not supported")
+            self.kind = "codebook"
+            self.width = int(q.codebook_size)
+            self.channels = backbone.latent_dim
+        else:
+            self.kind = "continuous"
+            self.width = 0  # set from the grid's channels
+            self.channels = 0
+
+
+class Latent1dGridTokenizer(LearnedTokenizer):
+    """1D tokens over a frozen 2D tokenizer's latent grid (see the module docstring).
+
+    Args:
+        backbone: the 2D tokenizer: a registered name (``vistok-f8``), a spec, or a
+            checkpoint folder. Its architecture spec is recorded in the config.
+        image_size: the square size the model reads (a multiple of the backbone stride).
+        grid_patch: ``g``: the grid is read and predicted in ``g x g`` patches.
+        tokens: ``N`` latent tokens (``max_tokens``).
+        width, depth, num_heads: encoder transformer; ``decoder_*``: decoder (``None``: same).
+        mlp_ratio: MLP hidden width / width.
+        latent_dim, quantizer, latent_norm: the 1D tokens' bottleneck.
+        nested, nested_prob: prefix-length sampling in training (see ``latent1d``).
+        decode_mode: ``mean`` (expected code value) or ``argmax`` for discrete backbones.
+        stage: 1 (train the 1D model; backbone frozen) or 2 (fine-tune the backbone
+            decoder; 1D model frozen).
+    """
+
+    variable_length = True
+
+    def __init__(
+        self,
+        *,
+        backbone: str,
+        image_size: int,
+        grid_patch: int,
+        tokens: int,
+        width: int,
+        depth: int,
+        num_heads: int,
+        decoder_width: int | None,
+        decoder_depth: int | None,
+        decoder_heads: int | None,
+        mlp_ratio: float,
+        latent_dim: int,
+        quantizer: str,
+        latent_norm: bool,
+        nested: Nested,
+        nested_prob: float,
+        decode_mode: Literal["mean", "argmax"],
+        stage: Literal[1, 2],
+        linear: bool = False,
+        pixel_loss: bool = False,
+    ):
+        super().__init__(quantizer=quantizer, latent_dim=latent_dim, latent_norm=latent_norm)
+        from vistok.hub import create
+
+        bb = create(backbone)
+        if not isinstance(bb, LearnedTokenizer) or not hasattr(bb, "_encode_z") or bb.variable_length:
+            raise ValueError(
+                f"latent1d-grid: backbone {backbone!r} is not a 2D learned tokenizer with a latent grid"
+            )
+        if image_size % (bb.stride * grid_patch):
+            raise ValueError(
+                f"image_size {image_size} must be a multiple of the backbone stride x grid_patch "
+                f"({bb.stride} x {grid_patch})"
+            )
+        if tokens < 1:
+            raise ValueError(f"tokens must be >= 1, got {tokens}")
+        self.backbone_arch = architecture_spec(bb)
+        self.backbone = bb
+        self.target = _Target(bb)
+        g = image_size // bb.stride
+        self.grid_size = (g, g)  # backbone grid
+        self.grid = (g // grid_patch, g // grid_patch)  # 1D model's patch grid
+        self.grid_patch, self.num_latent = grid_patch, tokens
+        self.nested, self.nested_prob = nested, nested_prob
+        self.decode_mode, self.stage = decode_mode, int(stage)
+        self.linear, self.pixel_loss = linear, pixel_loss
+        with torch.no_grad():  # the grid's channel count
+            c = self._grid(torch.zeros(1, 3, image_size, image_size))[0].shape[-1]
+        self.grid_channels = c
+        if self.target.kind == "continuous" or linear:
+            if linear and self.target.kind == "codebook":
+                raise ValueError("latent1d-grid: linear=true needs an FSQ or continuous backbone")
+            self.target.kind = "continuous" if self.target.kind == "continuous" else "fsq-values"
+            self.target.width, self.target.channels = c, c
+        dw, dd, dh = decoder_width or width, decoder_depth or depth, decoder_heads or num_heads
+        p2 = grid_patch * grid_patch
+        self.grid_embed = nn.Linear(c * p2, width)
+        self.enc_pos = PosEmb2d(self.grid, width, "learned")
+        self.latent_tokens = nn.Parameter(torch.zeros(tokens, width))
+        self.encoder = Transformer(width, depth, num_heads, mlp_ratio=mlp_ratio)
+        self.to_latent = nn.Linear(width, latent_dim)
+        self.from_latent = nn.Linear(latent_dim, dw)
+        self.mask_token = nn.Parameter(torch.zeros(dw))
+        self.null_token = nn.Parameter(torch.zeros(dw))
+        self.dec_pos = PosEmb2d(self.grid, dw, "learned")
+        self.latent_pos = nn.Parameter(torch.zeros(tokens, dw))
+        self.decoder = Transformer(dw, dd, dh, mlp_ratio=mlp_ratio)
+        self.head = nn.Linear(dw, self.target.width * p2)
+        if linear:
+            # the PCA path (set by warm_start): tokens = whitened principal coefficients of the
+            # grid, prediction = least-squares reconstruction from the quantized tokens
+            dim = g * g * c
+            n_coef = tokens * latent_dim
+            if n_coef > dim:
+                raise ValueError(
+                    f"linear=true: tokens x latent_dim = {n_coef} exceeds the grid's {dim} values"
+                )
+            self.lin_enc = nn.Linear(dim, n_coef, bias=True)
+            self.lin_dec = nn.Linear(n_coef, dim, bias=True)
+            self.register_buffer("warm_started", torch.zeros((), dtype=torch.bool))
+        for m in (self.grid_embed, self.encoder, self.to_latent, self.from_latent, self.decoder, self.head):
+            m.apply(init_weights)
+        with torch.no_grad():
+            self.enc_pos.table.normal_(0.0, width**-0.5)
+            self.latent_tokens.normal_(0.0, 0.02)  # small: what a token carries is what it reads
+            for t in (self.mask_token, self.null_token, self.latent_pos, self.dec_pos.table):
+                t.normal_(0.0, dw**-0.5)
+        nn.init.normal_(self.to_latent.weight, std=width**-0.5)
+        # The content must dominate the learned (image-independent) token and position
+        # tables at init, or every image gets the same 1D tokens after rounding, no gradient
+        # reaches the encoder through the identical codes, and the decoder learns the mean
+        # grid (the failure of a flat colour at every token count): unit-gain input
+        # projections on both sides of the bottleneck.
+        nn.init.normal_(self.grid_embed.weight, std=self.grid_embed.in_features**-0.5)
+        nn.init.normal_(self.from_latent.weight, std=self.from_latent.in_features**-0.5)
+        if linear:  # the transformers start as exact zero corrections to the linear path
+            for m in (self.to_latent, self.head):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
+            for m in (self.lin_enc, self.lin_dec):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
+        self.image_size = image_size
+        self.input_size = image_size
+        self.stride = bb.stride
+        self.max_tokens = tokens
+        self._set_stage()
+
+    # ---- config: record the backbone's architecture, not its name ------------------------
+    @property  # type: ignore[override]
+    def config(self) -> dict[str, Any]:
+        cfg = dict(self._config)
+        if cfg and getattr(self, "backbone_arch", None):
+            cfg["backbone"] = self.backbone_arch
+        return cfg
+
+    @config.setter
+    def config(self, value: dict[str, Any]) -> None:
+        self._config = dict(value)
+
+    def _set_stage(self) -> None:
+        """Freeze what the current stage does not train."""
+        self.requires_grad_(self.stage == 1)
+        self.backbone.requires_grad_(False)
+        if self.linear:  # the PCA path stays fixed: AdamW steps would wash out its small weights
+            self.lin_enc.requires_grad_(False)
+            self.lin_dec.requires_grad_(False)
+        if self.stage == 2:
+            self.backbone.decoder.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> Latent1dGridTokenizer:
+        super().train(mode)
+        self.backbone.eval()  # frozen statistics (and no quantizer updates) in the backbone
+        if mode and self.stage == 2:
+            self.backbone.decoder.train()
+        return self
+
+    # ---- grid <-> backbone ----------------------------------------------------------------
+    @torch.no_grad()
+    def _grid(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """[0, 1] images -> (grid values ``[B, h, w, C]`` the backbone decoder reads, targets).
+
+        Targets: FSQ digits long ``[B, h, w, d]``, codebook ids long ``[B, h, w]``, or the
+        continuous latents ``[B, h, w, C]``.
+        """
+        bb = self.backbone
+        z = bb._encode_z(images)[0]
+        self._sequence_backbone = z.ndim == 3
+        if z.ndim == 3:  # transformer backbones (vit2d): [B, h*w, C] -> [B, h, w, C]
+            z = z.reshape(z.shape[0], *self.grid_size, z.shape[-1])
+        q = bb.quantize(z)
+        if self.target.kind == "fsq-values":
+            return q.quantized.float(), q.quantized.float()
+        if self.target.kind == "fsq":
+            qz = self.target.quantizer
+            digits = torch.div(q.indices.long().unsqueeze(-1), qz._basis, rounding_mode="floor") % qz._levels
+            return q.quantized.float(), digits
+        if self.target.kind == "codebook":
+            return q.quantized.float(), q.indices.long()
+        ids, lat = bb.to_tokens(z)
+        grid = bb.from_tokens(ids, lat).float()
+        return grid, grid
+
+    def _render(self, grid: Tensor) -> Tensor:
+        """Backbone decoder input ``[B, h, w, C]`` -> image ``[B, 3, H, W]`` in ~[-1, 1]."""
+        bb = self.backbone
+        if self._sequence_backbone:
+            return bb._decode_z(grid.reshape(grid.shape[0], -1, grid.shape[-1]), self.grid_size)[0]
+        return bb._decode_z(grid)[0]
+
+    def _prediction_to_grid(self, out: Tensor, *, soft: bool) -> Tensor:
+        """Decoder head output ``[B, h, w, width]`` -> backbone decoder input ``[B, h, w, C]``."""
+        t = self.target
+        if t.kind in ("continuous", "fsq-values"):
+            return out
+        if t.kind == "codebook":
+            if soft:
+                p = out.softmax(-1)
+                return p @ self.backbone.embed(torch.arange(t.width, device=out.device))
+            return self.backbone.embed(out.argmax(-1))
+        q = t.quantizer
+        hw = q._consts(1, out.device)["hw"]
+        vals = []
+        for i, part in enumerate(out.split(t.levels, dim=-1)):
+            levels = (torch.arange(t.levels[i], device=out.device, dtype=out.dtype) - hw[i]) / hw[i]
+            if soft:
+                vals.append(part.softmax(-1) @ levels)
+            else:
+                vals.append(levels[part.argmax(-1)])
+        codes = torch.stack(vals, -1)
+        return q.project_out(codes) if getattr(q, "dim", None) != getattr(q, "code_dim", None) else codes
+
+    def _loss(self, out: Tensor, target: Tensor) -> Tensor:
+        t = self.target
+        if t.kind in ("continuous", "fsq-values"):
+            return F.mse_loss(out.float(), target.float())
+        if t.kind == "codebook":
+            return F.cross_entropy(out.reshape(-1, t.width).float(), target.reshape(-1))
+        losses = [
+            F.cross_entropy(part.reshape(-1, n).float(), target[..., i].reshape(-1))
+            for i, (part, n) in enumerate(zip(out.split(t.levels, dim=-1), t.levels, strict=True))
+        ]
+        return torch.stack(losses).mean()
+
+    # ---- 1D halves --------------------------------------------------------------------------
+    def _encode_tokens(self, grid: Tensor) -> Tensor:
+        """Grid ``[B, h, w, C]`` -> latent tokens ``[B, N, latent_dim]`` (before the bottleneck)."""
+        b = grid.shape[0]
+        x = patchify(grid.permute(0, 3, 1, 2), self.grid_patch)
+        x = self.grid_embed(x) + self.enc_pos(*self.grid)
+        x = torch.cat([x, self.latent_tokens.expand(b, -1, -1).to(x.dtype)], dim=1)
+        h = self.encoder(x)
+        z = self.to_latent(h[:, -self.num_latent :])
+        if self.linear:
+            z = z + self.lin_enc(grid.flatten(1)).reshape(b, self.num_latent, -1)
+        return z
+
+    def _decode_tokens(self, zq: Tensor, lengths: Tensor | None) -> Tensor:
+        """``zq [B, n, C]`` + kept lengths -> head output ``[B, h, w, width]`` on the backbone grid."""
+        b, n = zq.shape[:2]
+        lat = self.from_latent(zq)
+        if n < self.num_latent:
+            lat = torch.cat([lat, lat.new_zeros(b, self.num_latent - n, lat.shape[-1])], dim=1)
+        kept = (
+            torch.full((b,), n, device=lat.device) if lengths is None else lengths.to(lat.device).clamp(max=n)
+        )
+        keep = torch.arange(self.num_latent, device=lat.device)[None, :] < kept[:, None]
+        lat = torch.where(keep[..., None], lat, self.null_token.to(lat.dtype)) + self.latent_pos
+        masks = (self.mask_token + self.dec_pos(*self.grid)).expand(b, -1, -1).to(lat.dtype)
+        x = self.decoder(torch.cat([masks, lat], dim=1))
+        out = self.head(x[:, : masks.shape[1]])  # [B, L, width * g * g]
+        out = unpatchify(out, self.grid_patch, self.grid, channels=self.target.width)  # [B, width, h, w]
+        out = out.permute(0, 2, 3, 1)
+        if self.linear:  # dropped tokens contribute nothing to the linear reconstruction
+            kept_codes = (zq[:, :n] * keep[:, :n, None]).flatten(1)
+            if n < self.num_latent:
+                kept_codes = torch.cat(
+                    [kept_codes, kept_codes.new_zeros(b, (self.num_latent - n) * zq.shape[-1])], 1
+                )
+            out = out + self.lin_dec(kept_codes).reshape(out.shape)
+        return out
+
+    # ---- PCA warm start ----------------------------------------------------------------------
+    @torch.no_grad()
+    def warm_start(self, images: Tensor, *, prefixes: bool = False) -> None:
+        """Fit the linear path on float ``[M, 3, S, S]`` training images (``linear=true``).
+
+        ``lin_enc`` projects the flattened grid on its principal components in order of
+        variance, whitened (unit-variance coefficients: the bottleneck's FSQ levels are
+        spread over them), ``latent_dim`` per token; ``lin_dec`` is the least-squares map
+        from the *quantized* tokens back to the grid, fitted with the tokens truncated at
+        every power-of-two prefix so that any prefix decodes. With the transformers at zero
+        this is nested dropout's linear solution (PCA) on the backbone grid.
+        """
+        if not self.linear:
+            return
+        grids = torch.cat([self._grid(images[i : i + 64])[0] for i in range(0, len(images), 64)])
+        x = grids.flatten(1).double()
+        mean = x.mean(0)
+        xc = x - mean
+        n_coef = self.lin_enc.out_features
+        _, sv, vh = torch.linalg.svd(xc, full_matrices=False)
+        comps = vh[:n_coef]
+        std = (sv[:n_coef] / max(1, x.shape[0] - 1) ** 0.5).clamp_min(1e-8)
+        w = comps / std[:, None]
+        self.lin_enc.weight.copy_(w.float())
+        self.lin_enc.bias.copy_((-(w @ mean)).float())
+        # quantized codes of the warm-start images (transformer corrections are zero)
+        b, d = x.shape[0], self.latent_dim
+        codes = self.quantize(self.lin_enc(grids.flatten(1)).reshape(b, self.num_latent, d)).quantized
+        codes = codes.reshape(b, -1).double()
+        # least squares over prefixes 1, 2, 4, ..., N (each with its tail zeroed)
+        rows, targets = [], []
+        k = 1 if prefixes else self.num_latent
+        while True:
+            kk = min(k, self.num_latent)
+            c = codes.clone()
+            c[:, kk * d :] = 0
+            rows.append(torch.cat([c, torch.ones(b, 1, dtype=c.dtype)], 1))
+            targets.append(x)
+            if kk == self.num_latent or not prefixes:
+                break
+            k *= 2
+        a = torch.cat(rows)
+        y = torch.cat(targets)
+        sol = torch.linalg.lstsq(a, y, driver="gelsd").solution  # [n_coef + 1, dim]
+        self.lin_dec.weight.copy_(sol[:-1].T.float())
+        self.lin_dec.bias.copy_(sol[-1].float())
+        self.warm_started.fill_(True)
+
+    # ---- public -----------------------------------------------------------------------------
+    def forward(self, images: Tensor, *, num_tokens: int | None = None) -> ModelOutput:
+        """Training pass on float ``[B, 3, S, S]`` in [0, 1].
+
+        Stage 1: ``loss`` is the quantizer loss plus the grid-prediction loss (cross-entropy
+        or MSE); ``reconstruction`` is rendered without gradient (for monitoring). Stage 2:
+        ``reconstruction`` carries gradients into the backbone decoder.
+        """
+        b = images.shape[0]
+        grid, target = self._grid(images)
+        if num_tokens is not None:
+            k = self.check_num_tokens(num_tokens) or self.num_latent
+            lengths = torch.full((b,), k, dtype=torch.long)
+        elif self.training:
+            lengths = sample_lengths(b, self.num_latent, self.nested, prob=self.nested_prob)
+        else:
+            lengths = torch.full((b,), self.num_latent, dtype=torch.long)
+        lengths = lengths.to(images.device)
+        soft = self.decode_mode == "mean"
+        if self.stage == 2:
+            with torch.no_grad():
+                q = self.quantize(self._encode_tokens(grid))
+                pred = self._decode_tokens(q.quantized, lengths)
+                loss = torch.zeros((), device=images.device)
+            x = self._render(self._prediction_to_grid(pred, soft=soft))
+        else:
+            q = self.quantize(self._encode_tokens(grid))
+            pred = self._decode_tokens(q.quantized, lengths)
+            loss = q.loss + self._loss(pred, target)
+            if self.pixel_loss:  # gradients reach the 1D model through the frozen decoder
+                x = self._render(self._prediction_to_grid(pred, soft=soft))
+            else:
+                with torch.no_grad():
+                    x = self._render(self._prediction_to_grid(pred.detach(), soft=soft))
+        return ModelOutput(
+            reconstruction=self.from_model(x),
+            loss=loss,
+            stats=q.stats,
+            quantized=q.quantized,
+            indices=q.indices,
+            lengths=lengths,
+            features={},
+        )
+
+    @torch.no_grad()
+    def encode(self, images: Tensor, *, num_tokens: int | None = None) -> Tokens:
+        """Float ``[B, 3, S, S]`` in [0, 1] -> :class:`Tokens` with the first ``k`` tokens."""
+        self.check_input(images)
+        k = self.check_num_tokens(num_tokens) or self.num_latent
+        grid, _ = self._grid(images)
+        ids, lat = self.to_tokens(self._encode_tokens(grid))
+        ids = None if ids is None else ids[:, :k].contiguous()
+        lat = None if lat is None else lat[:, :k].contiguous()
+        b = images.shape[0]
+        lengths = torch.full((b,), k, dtype=torch.long, device=images.device)
+        bits = lengths.cpu().double() * self.token_bits(ids, lat, k)
+        return Tokens(bits=bits, ids=ids, latents=lat, lengths=lengths)
+
+    @torch.no_grad()
+    def decode(self, tokens: Tokens) -> Tensor:
+        """:class:`Tokens` with ``n <= N`` tokens -> float ``[B, 3, S, S]`` in [0, 1]."""
+        zq = self.from_tokens(tokens.ids, tokens.latents)
+        n = zq.shape[1]
+        if not 1 <= n <= self.num_latent:
+            raise ValueError(f"{self.spec}: decodes 1..{self.num_latent} tokens, got {n}")
+        pred = self._decode_tokens(zq, tokens.lengths)
+        x = self._render(self._prediction_to_grid(pred, soft=self.decode_mode == "mean"))
+        return self.from_model(x).clamp(0.0, 1.0)
+
+
+@TOKENIZERS.register("latent1d-grid")
+def latent1d_grid(
+    *,
+    backbone: str = "vistok-f8",
+    image_size: int = 128,
+    grid_patch: int = 2,
+    tokens: int = 64,
+    width: int = 256,
+    depth: int = 4,
+    num_heads: int = 4,
+    decoder_width: int | None = None,
+    decoder_depth: int | None = None,
+    decoder_heads: int | None = None,
+    mlp_ratio: float = 4.0,
+    latent_dim: int = 6,
+    quantizer: str = "fsq:levels=8-8-8-5-5-5",
+    latent_norm: bool = False,
+    nested: Nested = "pow2",
+    nested_prob: float = 1.0,
+    decode_mode: Literal["mean", "argmax"] = "mean",
+    stage: Literal[1, 2] = 1,
+    linear: bool = False,
+    pixel_loss: bool = False,
+) -> Latent1dGridTokenizer:
+    """Two-stage 1D tokenizer: N tokens over a frozen 2D tokenizer's latent grid (TiTok/FlexTok)."""
+    return Latent1dGridTokenizer(
+        backbone=backbone,
+        image_size=image_size,
+        grid_patch=grid_patch,
+        tokens=tokens,
+        width=width,
+        depth=depth,
+        num_heads=num_heads,
+        decoder_width=decoder_width,
+        decoder_depth=decoder_depth,
+        decoder_heads=decoder_heads,
+        mlp_ratio=mlp_ratio,
+        latent_dim=latent_dim,
+        quantizer=quantizer,
+        latent_norm=latent_norm,
+        nested=nested,
+        nested_prob=nested_prob,
+        decode_mode=decode_mode,
+        stage=stage,
+        linear=linear,
+        pixel_loss=pixel_loss,
+    )

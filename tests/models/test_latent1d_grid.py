@@ -1,0 +1,123 @@
+"""Two-stage 1D tokenizers over a frozen 2D backbone (``latent1d-grid``)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vistok
+from vistok.models.latent1d_grid import Latent1dGridTokenizer
+
+TINY = (
+    "latent1d-grid:backbone=[conv2d-tiny:latent_norm=true],image_size=32,grid_patch=1,tokens=8,width=48,depth=1,num_heads=2,"
+    "latent_dim=4,quantizer=fsq:levels=8-5-5-5,nested=pow2"
+)
+
+
+def test_backbone_is_frozen_and_recorded(tmp_path: Path) -> None:
+    tok = vistok.create(TINY)
+    assert isinstance(tok, Latent1dGridTokenizer)
+    assert tok.max_tokens == 8 and tok.variable_length and tok.kind == "discrete"
+    assert not any(p.requires_grad for p in tok.backbone.parameters())
+    tok.train()
+    assert not tok.backbone.training  # frozen statistics
+    out = tok(torch.rand(2, 3, 32, 32))
+    out.loss.backward()
+    assert tok.latent_tokens.grad is not None
+    assert all(p.grad is None for p in tok.backbone.parameters())
+    tok.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    # the config holds the backbone's architecture, not just its name
+    assert (
+        cfg["config"]["backbone"].startswith("conv2d-tiny:") and "norm=channel" in cfg["config"]["backbone"]
+    )
+
+
+def test_save_load_identical_output(tmp_path: Path, crops_of) -> None:
+    torch.manual_seed(0)
+    tok = vistok.create(TINY).eval()
+    with torch.no_grad():  # make the backbone differ from a fresh one: loading must restore it
+        for p in tok.backbone.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    x = crops_of(3, 32, seed=0)
+    tok.save_pretrained(tmp_path / "m")
+    again = vistok.load(tmp_path / "m")
+    for k in (1, 3, 8):
+        a, b = tok.encode(x, num_tokens=k), again.encode(x, num_tokens=k)
+        assert torch.equal(a.ids, b.ids) and torch.equal(a.bits, b.bits)
+        assert torch.equal(tok.decode(a), again.decode(b))
+    assert a.bits[0] == 8 * np.log2(8 * 5 * 5 * 5)
+
+
+def _quadrants(n: int, seed: int) -> torch.Tensor:
+    """Images of four flat quadrants of random colours: float ``[n, 3, 32, 32]`` in [0, 1].
+
+    Twelve numbers describe an image exactly, so a few tokens suffice and fewer cannot: a
+    clear target for the ordering that nested dropout must produce.
+    """
+    g = torch.Generator().manual_seed(seed)
+    colours = torch.rand(n, 3, 2, 2, generator=g)
+    return colours.repeat_interleave(16, dim=2).repeat_interleave(16, dim=3)
+
+
+@pytest.mark.parametrize("linear", [False, True], ids=["ce", "pca-path"])
+def test_nested_dropout_orders_the_tokens(linear: bool) -> None:
+    """Trained in the test: the grid prediction improves as tokens are added (1 < 2 < 4 < 8).
+
+    ``ce``: cross-entropy on the FSQ backbone's codes from a random start; ``pca-path``: the
+    PCA-warm-started linear path plus transformer corrections (MSE on code values), whose
+    rendering must also come closer to the backbone's own reconstruction.
+    """
+    torch.manual_seed(0)
+    train, held = _quadrants(4096, seed=1), _quadrants(64, seed=2)
+    bb = vistok.create("conv2d-tiny:latent_norm=true")
+    tok = vistok.create(TINY + (",linear=true" if linear else ""))
+    tok.backbone.load_state_dict(bb.state_dict())
+    if linear:
+        tok.warm_start(train[:1024])
+    opt = torch.optim.AdamW([p for p in tok.parameters() if p.requires_grad], lr=2e-3)
+    tok.train()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(250 if not linear else 100):
+        loss = tok(train[torch.randint(0, len(train), (32,), generator=g)]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tok.eval()
+    with torch.no_grad():
+        losses = [float(tok(held, num_tokens=k).loss) for k in (1, 2, 4, 8)]
+        ref = tok.backbone.reconstruct(held)  # what the 1D model must reproduce: the backbone's output
+        psnr = [
+            float(-10 * torch.log10((tok.reconstruct(held, num_tokens=k) - ref).pow(2).mean()))
+            for k in (1, 8)
+        ]
+    assert all(b < a for a, b in itertools.pairwise(losses)), losses
+    assert losses[-1] < 0.99 * losses[0], losses
+    if linear:
+        assert losses[-1] < 0.5 * losses[0], losses
+        assert psnr[1] > psnr[0] + 1.0, psnr
+
+
+def test_stage2_trains_only_the_backbone_decoder() -> None:
+    tok = vistok.create(TINY + ",stage=2")
+    trainable = {
+        n.split(".")[0] + "." + n.split(".")[1] for n, p in tok.named_parameters() if p.requires_grad
+    }
+    assert trainable == {"backbone.decoder"}
+    tok.train()
+    out = tok(torch.rand(2, 3, 32, 32))
+    out.reconstruction.pow(2).mean().backward()
+    assert all(p.grad is not None for p in tok.backbone.decoder.parameters() if p.ndim > 1)
+    assert tok.latent_tokens.grad is None
+
+
+def test_bad_backbones_are_refused() -> None:
+    with pytest.raises(Exception, match="not a 2D learned tokenizer"):
+        vistok.create("latent1d-grid:backbone=jpeg,image_size=32")
+    with pytest.raises(Exception, match="multiple of the backbone stride"):
+        vistok.create("latent1d-grid:backbone=conv2d-tiny,image_size=36,grid_patch=1")
