@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Reproduce the shipped defaults (v2) on a 2-core CPU and copy them into src/vistok/weights/<name>/:
 #
-#   1. vistok-f8  (configs/vistok-f8.yaml): conv2d f8 + FSQ, ~60 min on one thread;
+#   1. vistok-f8  (configs/vistok-f8.yaml): conv2d f8 + FSQ, ~65 min on one thread;
 #   2. vistok-1d  (configs/vistok-1d.yaml): latent1d-grid over the new vistok-f8 (it reads the
 #      shipped name, so step 1 must be copied in first), PCA warm start, ~60 min on two threads;
-#   3. the pca baseline (vistok fit-pca) used by docs/shipped_models.md, into RUNS_DIR/pca.
+#   3. vistok-f8 phase 2 (configs/vistok-f8-flat.yaml): 30 min fine-tune with generated flat colours;
+#   4. vistok-pca, the equal-bits baseline (vistok fit-pca on 4096 crops, about 7 minutes).
 #
 #   scripts/train_defaults.sh [RUNS_DIR]        # default RUNS_DIR: runs/
 #
@@ -25,7 +26,12 @@ ship vistok-f8
 OMP_NUM_THREADS=2 python -m vistok train configs/vistok-1d.yaml --out "$RUNS/vistok-1d" \
   --set log.progress=false > "$RUNS/vistok-1d.log" 2>&1
 ship vistok-1d
-for spec in pca:tokens=128,coeffs_per_token=2,bits=8 pca:tokens=128,coeffs_per_token=4,bits=4; do
-  python -m vistok fit-pca --spec "$spec" --data corpus:train --data samples:photos+text+faces \
-    --crops 4096 --size 128 -o "$RUNS/pca/${spec//[:,=]/_}"
-done
+# phase 2 of vistok-f8 (flat colours keep their level); vistok-1d keeps the phase-1 backbone it was trained on
+OMP_NUM_THREADS=1 python -m vistok train configs/vistok-f8-flat.yaml --out "$RUNS/vistok-f8-flat" \
+  --set model.init_from="$RUNS/vistok-f8/model" --set log.progress=false > "$RUNS/vistok-f8-flat.log" 2>&1
+mkdir -p src/vistok/weights/vistok-f8
+cp "$RUNS/vistok-f8-flat/model/config.json" "$RUNS/vistok-f8-flat/model/model.safetensors" src/vistok/weights/vistok-f8/
+echo "shipped vistok-f8 (phase 2) -> src/vistok/weights/vistok-f8"
+python -m vistok fit-pca --spec pca:tokens=128,coeffs_per_token=2,bits=8 --data corpus:train \
+  --data samples:photos+text+faces --crops 4096 --size 128 -o "$RUNS/vistok-pca/model"
+ship vistok-pca

@@ -226,3 +226,14 @@ def test_two_ranks_give_the_single_process_equal_bytes_points(tmp_path: Path) ->
     assert len(a["points"]) == 3 and b["shards"] == 2
     for pa, pb in zip(a["points"], b["points"], strict=True):
         assert pa["per_image"] == pb["per_image"]
+
+
+def test_baselines_get_no_equal_bytes_points(tmp_path: Path) -> None:
+    """The pca baseline is itself a reference: no codec is put at its bytes."""
+    pca = vistok.create("pca:basis_size=8,tokens=2,coeffs_per_token=1,bits=4").fit(torch.rand(8, 3, 8, 8))
+    pca.save_pretrained(tmp_path / "pca")
+    learned = vistok.create("conv2d-tiny")
+    learned.save_pretrained(tmp_path / "f8")
+    points = [Point(str(tmp_path / "pca"), 1), Point(str(tmp_path / "f8")), Point("webp:quality=50")]
+    eq = equal_bytes_points(points, ["thumbnail"], create=vistok.create)
+    assert [p.budget_of.spec for p in eq] == [str(tmp_path / "f8")]

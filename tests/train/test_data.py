@@ -83,3 +83,18 @@ def test_worker_processes_give_the_same_batches(image_dir: Path) -> None:
         it = iter(build_loader(ds, 3, seed=0, start=1, rank=0, world=1, workers=workers))
         batches.append([next(it) for _ in range(2)])
     assert all(torch.equal(a, b) for a, b in zip(*batches))
+
+
+def test_synthetic_flat_source_is_deterministic_and_flat() -> None:
+    from vistok.train.data import collect_sources, synthetic_flat
+
+    items = collect_sources(["synthetic:flat:6"])
+    assert len(items) == 6 and all(str(i).startswith("synthetic:flat") for i in items)
+    flat, grad = synthetic_flat(0), synthetic_flat(1)
+    assert flat.shape == (512, 512, 3) and flat.dtype == np.uint8
+    assert (flat == flat[0, 0]).all()  # one colour everywhere
+    assert grad.std() > 0 and np.array_equal(grad, synthetic_flat(1))  # a gradient, the same every time
+    # a linear ramp: neighbouring pixels differ by at most a couple of levels
+    assert np.abs(np.diff(grad.astype(int), axis=0)).max() <= 2
+    with pytest.raises(FileNotFoundError, match="synthetic:flat:N"):
+        collect_sources(["synthetic:noise:3"])

@@ -10,7 +10,7 @@ __all__ = ["DEFAULT_EQUAL_BYTES", "DEFAULT_TOKENIZERS", "add_command"]
 
 # The default run: shipped tokenizers when present, the codec baselines swept over
 # quality, and the protocol's own upper bound (lossless PNG: only the resize remains).
-DEFAULT_TOKENIZERS = ["vistok-f8", "vistok-1d", "jpeg", "webp", "png"]
+DEFAULT_TOKENIZERS = ["vistok-f8", "vistok-1d", "vistok-pca", "jpeg", "webp", "png"]
 # ... and, at each learned point's own per-image bytes, a thumbnail (the only codec that
 # reaches the rates of a few 1D tokens) and full-size WebP (docs/protocol.md, "Equal bytes").
 DEFAULT_EQUAL_BYTES = ["thumbnail", "webp"]
@@ -118,7 +118,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         action="append",
         help="tokenizer spec or checkpoint (repeatable); a bare codec name sweeps its quality",
     )
-    p.add_argument("--data", default="samples", help="samples, samples:photos+text+faces, corpus:heldout (the photo corpus, docs/data.md), or a folder")
+    p.add_argument(
+        "--data",
+        default="samples",
+        help="samples, samples:photos+text+faces, corpus:heldout (the photo corpus, docs/data.md), or a folder",
+    )
     p.add_argument("--annotations", action="append", help="text/face annotation JSON for --data DIR")
     p.add_argument("--size", type=int, default=256, help="evaluation size (256, 512, 1024)")
     p.add_argument("--pad", choices=["reflect", "constant", "edge"], default="reflect")

@@ -118,8 +118,9 @@ def expand_points(specs: list[str], *, sweep: bool, create: Callable[[str], Toke
 def equal_bytes_points(
     points: list[Point], codecs: list[str], *, create: Callable[[str], Tokenizer]
 ) -> list[Point]:
-    """For every learned point (a tokenizer whose kind is not ``"codec"``), one point per
-    codec spec in ``codecs`` at that point's per-image bytes, in the order of ``points``.
+    """For every learned point (a tokenizer whose kind is not ``"codec"`` and that is not a
+    baseline itself, like ``pca``), one point per codec spec in ``codecs`` at that point's
+    per-image bytes, in the order of ``points``.
 
     Raises:
         SpecError: when a spec in ``codecs`` is not a codec with a byte budget.
@@ -130,7 +131,11 @@ def equal_bytes_points(
             raise SpecError(
                 f"--equal-bytes {spec!r}: not a codec with a byte budget (jpeg, webp, avif, thumbnail are)"
             )
-    learned = [p for p in points if p.budget_of is None and create(p.spec).kind != "codec"]
+    learned = [
+        p
+        for p in points
+        if p.budget_of is None and (t := create(p.spec)).kind != "codec" and not getattr(t, "baseline", False)
+    ]
     return [Point(spec, None, p) for p in learned for spec in codecs]
 
 

@@ -46,6 +46,7 @@ class PCATokenizer(Tokenizer):
 
     kind = "discrete"
     variable_length = True
+    baseline = True  # a reference, not a tokenizer to compare codecs against (bench: no equal-bytes points)
 
     def __init__(self, *, basis_size: int, tokens: int, coeffs_per_token: int, bits: int, clip: float):
         super().__init__()

@@ -8,7 +8,10 @@ Sources (``data.sources``, any mix):
   with :mod:`tarfile` (each member with an image extension is one sample);
 * ``samples`` / ``samples:photos+text+faces``: the built-in sample sets;
 * ``corpus:train`` / ``corpus:heldout`` / ``corpus:<package>``: the photo corpus of Debian
-  packages (:mod:`vistok.data.corpus`).
+  packages (:mod:`vistok.data.corpus`);
+* ``synthetic:flat:N``: ``N`` generated 512x512 images, flat colours and smooth two-colour
+  gradients (:func:`synthetic_flat`), so that a tokenizer learns to keep the exact level of
+  flat regions (photos hold few perfectly flat areas and an L2 loss barely weighs them).
 
 Files that cannot be decoded are skipped and counted (:attr:`ImageDataset.report`).
 
@@ -39,7 +42,15 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vistok.data.images import IMAGE_EXTENSIONS, ImageLoadError, LoadReport, find_images, load_image_uint8
 
-__all__ = ["ImageDataset", "PositionSampler", "build_loader", "center_crop", "collect_sources", "random_crop"]
+__all__ = [
+    "ImageDataset",
+    "PositionSampler",
+    "build_loader",
+    "center_crop",
+    "collect_sources",
+    "random_crop",
+    "synthetic_flat",
+]
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,12 @@ def collect_sources(sources: list[str], optional: list[str] | None = None) -> li
     items: list[_Item] = []
     for required, src in [(True, s) for s in sources] + [(False, s) for s in optional or []]:
         found: list[_Item] = []
-        if src.startswith("corpus:"):
+        if src.startswith("synthetic:"):
+            kind, _, count = src.split(":", 1)[1].partition(":")
+            if kind != "flat" or not count.isdigit():
+                raise FileNotFoundError(f"data source {src!r}: expected synthetic:flat:N")
+            found = [_Item(f"synthetic:{kind}", str(i)) for i in range(int(count))]
+        elif src.startswith("corpus:"):
             from vistok.data.corpus import corpus_images
 
             try:
@@ -124,13 +140,38 @@ def _decode_bytes(data: bytes, name: str) -> np.ndarray:
         raise ImageLoadError(name, f"cannot decode ({type(e).__name__}: {e})") from None
 
 
+def synthetic_flat(index: int, size: int = 512) -> np.ndarray:
+    """Generated image ``index``: uint8 ``[size, size, 3]``, a flat colour (even indices) or a
+    linear gradient between two colours at a random angle (odd), colours uniform in RGB with
+    every fourth one a pure extreme (0 or 255 per channel)."""
+    rng = np.random.default_rng([20261201, index])
+
+    def colour() -> np.ndarray:
+        if rng.random() < 0.25:
+            return rng.integers(0, 2, 3).astype(np.float64) * 255.0
+        return rng.uniform(0, 255, 3)
+
+    if index % 2 == 0:
+        img = np.broadcast_to(colour(), (size, size, 3))
+    else:
+        a, b = colour(), colour()
+        theta = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+        t = np.cos(theta) * xx + np.sin(theta) * yy
+        t = (t - t.min()) / max(t.max() - t.min(), 1e-9)
+        img = a + (b - a) * t[..., None]
+    return np.ascontiguousarray(np.clip(np.round(img), 0, 255).astype(np.uint8))
+
+
 def _load(item: _Item, resize_short: int | None) -> np.ndarray:
     """Decode ``item`` to uint8 ``[H, W, 3]``, downscaled so the short side is <= ``resize_short``.
 
     Raises:
         ImageLoadError: for any file that cannot be decoded (whatever Pillow raised).
     """
-    if item.member is None:
+    if item.path.startswith("synthetic:"):
+        arr = synthetic_flat(int(item.member or 0))
+    elif item.member is None:
         try:
             arr = load_image_uint8(item.path)
         except ImageLoadError:
