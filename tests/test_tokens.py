@@ -54,3 +54,16 @@ def test_written_files_get_umask_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_codec_tokens_of_a_pair_split_and_decode_one_by_one() -> None:
+    """A batch of two: ``size = [H, W]`` is as long as the batch but describes all of it."""
+    import vistok
+
+    codec = vistok.create("webp:quality=60")
+    x = torch.rand(2, 3, 24, 40)
+    t = codec.encode(x)
+    for i in range(2):
+        one = t[i]
+        assert one.meta["size"] == [24, 40] and len(one.meta["payloads"]) == 1
+        torch.testing.assert_close(codec.decode(one), codec.decode(t)[i : i + 1])

@@ -12,9 +12,14 @@ from torch import Tensor
 
 from vistok.utils.io import atomic_write_bytes
 
-__all__ = ["Tokens"]
+__all__ = ["BATCH_META", "Tokens"]
 
 _FORMAT = "vistok.tokens/1"
+
+# ``meta`` keys that describe the whole batch: never sliced by ``tokens[i]``, even when their
+# list happens to be as long as the batch (``size = [H, W]`` of a batch of two). Every other
+# list as long as the batch holds one entry per image (``payloads``, ``over_budget``, ...).
+BATCH_META = frozenset({"size", "format"})
 
 
 @dataclass
@@ -72,7 +77,7 @@ class Tokens:
             return None if t is None else t[sl]
 
         meta = {
-            k: (v[sl] if isinstance(v, list) and len(v) == self.batch_size else v)
+            k: (v[sl] if isinstance(v, list) and len(v) == self.batch_size and k not in BATCH_META else v)
             for k, v in self.meta.items()
         }
         return Tokens(
