@@ -1,4 +1,4 @@
-"""Shipped default tokenizers: ``vistok-f8`` and ``vistok-1d``, loaded offline from the package.
+"""Shipped default tokenizers ``vistok-f8`` and ``vistok-1d`` and the ``vistok-pca`` baseline, loaded offline.
 
 Each lives in ``vistok/weights/<name>/`` as a vistok checkpoint (``config.json`` +
 ``model.safetensors``, written by ``vistok train``'s export). The entry rebuilds the
@@ -6,7 +6,9 @@ architecture the config names and loads the weights; nothing is downloaded. How 
 trained, on what data (with licences) and how they measure: ``docs/shipped_models.md``.
 
 * ``vistok-f8``: conv2d, f8 grid, FSQ 8-8-8-5-5-5 (16 bits per token, 0.25 bpp at any size).
-* ``vistok-1d``: latent1d at 128x128, 1..64 tokens of FSQ 8-8-8-5-5-5 (variable length).
+* ``vistok-1d``: latent1d-grid over vistok-f8's grid at 128x128, 1..256 tokens of FSQ 8-8-8-5-5-5
+  (variable length; the backbone's weights are inside its checkpoint).
+* ``vistok-pca``: ordered PCA tokens (2 coefficients x 8 bits each), 1..128, fitted on the corpus.
 """
 
 from __future__ import annotations
