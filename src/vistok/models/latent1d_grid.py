@@ -81,17 +81,14 @@ class _Target:
             self.kind = "fsq"
             self.levels = [int(n) for n in q.levels]
             self.width = sum(self.levels)
-            self.channels = q.code_dim if hasattr(q, "code_dim") else len(self.levels)
         elif backbone.kind == "discrete":
             if backbone.num_codebooks != 1:
                 raise ValueError("latent1d-grid: multi-codebook discrete backbones are not supported")
             self.kind = "codebook"
             self.width = int(q.codebook_size)
-            self.channels = backbone.latent_dim
         else:
             self.kind = "continuous"
             self.width = 0  # set from the grid's channels
-            self.channels = 0
 
 
 class Latent1dGridTokenizer(LearnedTokenizer):
@@ -163,14 +160,15 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         self.nested, self.nested_prob = nested, nested_prob
         self.decode_mode, self.stage = decode_mode, int(stage)
         self.linear, self.pixel_loss = linear, pixel_loss
-        with torch.no_grad():  # the grid's channel count
+        with torch.no_grad():  # transformer backbones (vit2d) give [B, h*w, C]; the grid's channel count
+            self._sequence_backbone = bb._encode_z(torch.zeros(1, 3, image_size, image_size))[0].ndim == 3
             c = self._grid(torch.zeros(1, 3, image_size, image_size))[0].shape[-1]
         self.grid_channels = c
         if self.target.kind == "continuous" or linear:
             if linear and self.target.kind == "codebook":
                 raise ValueError("latent1d-grid: linear=true needs an FSQ or continuous backbone")
             self.target.kind = "continuous" if self.target.kind == "continuous" else "fsq-values"
-            self.target.width, self.target.channels = c, c
+            self.target.width = c
         dw, dd, dh = decoder_width or width, decoder_depth or depth, decoder_heads or num_heads
         p2 = grid_patch * grid_patch
         self.grid_embed = nn.Linear(c * p2, width)
@@ -264,8 +262,7 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         """
         bb = self.backbone
         z = bb._encode_z(images)[0]
-        self._sequence_backbone = z.ndim == 3
-        if z.ndim == 3:  # transformer backbones (vit2d): [B, h*w, C] -> [B, h, w, C]
+        if self._sequence_backbone:  # transformer backbones (vit2d): [B, h*w, C] -> [B, h, w, C]
             z = z.reshape(z.shape[0], *self.grid_size, z.shape[-1])
         q = bb.quantize(z)
         if self.target.kind == "fsq-values":
@@ -361,14 +358,14 @@ class Latent1dGridTokenizer(LearnedTokenizer):
 
     # ---- PCA warm start ----------------------------------------------------------------------
     @torch.no_grad()
-    def warm_start(self, images: Tensor, *, prefixes: bool = False) -> None:
+    def warm_start(self, images: Tensor) -> None:
         """Fit the linear path on float ``[M, 3, S, S]`` training images (``linear=true``).
 
         ``lin_enc`` projects the flattened grid on its principal components in order of
         variance, whitened (unit-variance coefficients: the bottleneck's FSQ levels are
         spread over them), ``latent_dim`` per token; ``lin_dec`` is the least-squares map
-        from the *quantized* tokens back to the grid, fitted with the tokens truncated at
-        every power-of-two prefix so that any prefix decodes. With the transformers at zero
+        from the *quantized* tokens back to the grid; a prefix decodes with the dropped
+        tokens' codes at zero. With the transformers at zero
         this is nested dropout's linear solution (PCA) on the backbone grid.
         """
         if not self.linear:
@@ -388,21 +385,10 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         b, d = x.shape[0], self.latent_dim
         codes = self.quantize(self.lin_enc(grids.flatten(1)).reshape(b, self.num_latent, d)).quantized
         codes = codes.reshape(b, -1).double()
-        # least squares over prefixes 1, 2, 4, ..., N (each with its tail zeroed)
-        rows, targets = [], []
-        k = 1 if prefixes else self.num_latent
-        while True:
-            kk = min(k, self.num_latent)
-            c = codes.clone()
-            c[:, kk * d :] = 0
-            rows.append(torch.cat([c, torch.ones(b, 1, dtype=c.dtype)], 1))
-            targets.append(x)
-            if kk == self.num_latent or not prefixes:
-                break
-            k *= 2
-        a = torch.cat(rows)
-        y = torch.cat(targets)
-        sol = torch.linalg.lstsq(a, y, driver="gelsd").solution  # [n_coef + 1, dim]
+        # least squares from the full codes (whitened PCA coefficients are nearly uncorrelated,
+        # so dropping a tail of tokens, i.e. zeroing their codes, stays close to optimal)
+        a = torch.cat([codes, torch.ones(b, 1, dtype=codes.dtype)], 1)
+        sol = torch.linalg.lstsq(a, x, driver="gelsd").solution  # [n_coef + 1, dim]
         self.lin_dec.weight.copy_(sol[:-1].T.float())
         self.lin_dec.bias.copy_(sol[-1].float())
         self.warm_started.fill_(True)
