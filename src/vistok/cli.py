@@ -162,8 +162,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     def work(tok: object, img: np.ndarray, rel: Path, single: bool) -> None:
         tokens = encode_array(tok, img, size=args.size, num_tokens=args.num_tokens)  # type: ignore[arg-type]
         tokens.meta["source_file"] = str(rel)
-        source = getattr(tok, "source", None) or tok.spec  # type: ignore[attr-defined]
-        tokens.save(_out_path(out, rel, ".vtok", single), tokenizer=source)
+        tokens.save(_out_path(out, rel, ".vtok", single), tokenizer=tok.spec)  # type: ignore[attr-defined]
         total_bits[0] += float(tokens.bits.sum())
 
     done, failed = _for_each_image(args, "encode", work)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vistok.registry import TOKENIZERS, SpecError, format_spec
+from vistok.registry import TOKENIZERS, SpecError, format_spec, split_point
 from vistok.tokenizer import Tokenizer
 from vistok.utils.io import atomic_write_bytes, atomic_write_text
 
@@ -77,14 +77,29 @@ def list_tokenizers() -> list[str]:
     return TOKENIZERS.names()
 
 
-def create(spec: str, **overrides: Any) -> Tokenizer:
-    """Build a tokenizer from ``family:key=value,...`` or load it from a checkpoint folder.
+def _is_path(spec: str) -> bool:
+    """A checkpoint folder or hub repo rather than a registry spec (no ``family:`` before a ``/``)."""
+    return ("/" in spec or Path(spec).exists()) and ":" not in spec.split("/")[0]
 
-    Examples: ``create("jpeg:quality=30")``, ``create("resize:factor=4")``,
-    ``create("path/to/checkpoint")``.
+
+def create(spec: str, **overrides: Any) -> Tokenizer:
+    """Build a tokenizer from any spec; ``create(tok.spec)`` rebuilds ``tok`` (weights included).
+
+    Accepts ``family:key=value,...`` (``jpeg:quality=30``), a shipped name (``vistok-f8``),
+    a checkpoint folder or hub repo (``path/to/checkpoint``), ``diffusers:org/name``, each
+    optionally followed by ``@k`` for the point at ``k`` tokens (``vistok-1d@4``).
+
+    Raises:
+        SpecError: unknown names or parameters (with "did you mean"), or an invalid ``@k``.
+        CheckpointError: a checkpoint folder that cannot be loaded.
     """
     _ensure_registered()
-    if ("/" in spec or Path(spec).exists()) and ":" not in spec.split("/")[0]:
+    if Path(spec).is_dir():  # an existing folder wins, even if its name contains "@"
+        return load(spec)
+    base, k = split_point(spec)
+    if k is not None:
+        return TOKENIZERS.at_point(create(base, **overrides), k, spec=spec)
+    if _is_path(spec):
         return load(spec)
     return TOKENIZERS.create(spec, **overrides)
 
@@ -181,6 +196,6 @@ def load(name_or_path: str | Path, *, revision: str | None = None, strict: bool 
         )
     model.load_state_dict(state, strict=strict)
     model.eval()
-    model.source = str(name_or_path)  # type: ignore[attr-defined]
+    model.spec = str(name_or_path)  # rebuilds it with its weights (vistok.create accepts folders)
     model.arch_spec = format_spec(name, params)  # type: ignore[attr-defined]  # rebuilds it without the folder
     return model

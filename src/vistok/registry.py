@@ -6,6 +6,11 @@ type annotated on the factory's keyword argument (``int``, ``float``, ``bool``,
 ``Literal[...]`` choices, ``X | None`` accepting ``none``). Unknown families, unknown
 keys and badly typed values raise :class:`SpecError` with the list of what is valid.
 
+A spec may end in ``@k``: *the point of this tokenizer at k tokens* (``vistok-1d@4``,
+``titok-s-128:quantizer=fsq@32``; :func:`split_point`). The suffix is parsed here, once,
+for every registry that gives a ``point`` hook (the tokenizer registry); the benchmark
+labels its points with the same grammar.
+
 Variants (``titok-s-128``) are entries that reuse a base factory with other defaults,
 so a family keeps its named sizes as data beside the architecture.
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -31,7 +37,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Entry", "Param", "Registry", "SpecError", "format_spec", "parse_spec"]
+__all__ = ["Entry", "Param", "Registry", "SpecError", "format_spec", "parse_spec", "split_point"]
 
 
 class SpecError(ValueError):
@@ -98,6 +104,31 @@ def _enclosed(text: str) -> bool:
         if depth == 0 and i < len(text) - 1:
             return False
     return True
+
+
+_POINT = re.compile(r"^(?P<base>.*\S)@(?P<k>[0-9]+)$")
+
+
+def split_point(spec: str) -> tuple[str, int | None]:
+    """``NAME@k`` -> ``(NAME, k)``; a spec without the suffix -> ``(spec, None)``.
+
+    ``NAME`` is anything ``vistok.create`` accepts (a registry spec, a shipped name, a
+    checkpoint folder, ``diffusers:...``); ``k`` is the number of tokens to keep.
+
+    Raises:
+        SpecError: on ``NAME@`` with something other than a positive integer.
+    """
+    text = spec.strip()
+    m = _POINT.match(text)
+    if m:
+        k = int(m.group("k"))
+        if k < 1:
+            raise SpecError(f"in {spec!r}: the token count after '@' must be >= 1")
+        return m.group("base"), k
+    tail = text.rpartition("@")[2]
+    if "@" in text and tail and "/" not in tail and "=" not in tail and "]" not in tail:
+        raise SpecError(f"in {spec!r}: expected NAME@k with k a number of tokens, got {tail!r} after '@'")
+    return text, None
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -268,8 +299,10 @@ def _params_of(fn: Callable[..., Any]) -> dict[str, Param]:
 class Registry(Generic[T]):
     """Name -> factory table with typed overrides and helpful errors."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str, *, point: Callable[[T, int], T] | None = None):
+        """``point(obj, k)`` makes ``NAME@k`` mean "obj at k tokens"; without it ``@k`` is an error."""
         self.what = what
+        self._point = point
         self._entries: dict[str, Entry[T]] = {}
 
     def register(
@@ -377,7 +410,13 @@ class Registry(Generic[T]):
         return entry, kwargs
 
     def create(self, spec: str, **overrides: Any) -> T:
-        """Build the object named by ``spec``; keyword ``overrides`` win over the spec."""
+        """Build the object named by ``spec``; keyword ``overrides`` win over the spec.
+
+        ``spec@k`` builds ``spec`` and applies the registry's ``point`` hook with ``k``.
+        """
+        base, k = split_point(spec)
+        if k is not None:
+            return self.at_point(self.create(base, **overrides), k, spec=spec)
         entry, kwargs = self.resolve(spec, **overrides)
         if entry.available is not None:
             reason = entry.available()
@@ -398,10 +437,19 @@ class Registry(Generic[T]):
             pass
         return obj
 
+    def at_point(self, obj: T, k: int, *, spec: str) -> T:
+        """``obj`` at ``k`` tokens (the ``@k`` of a spec) through the registry's ``point`` hook."""
+        if self._point is None:
+            raise SpecError(f"in {spec!r}: a {self.what} spec takes no '@k' (token count)")
+        try:
+            return self._point(obj, k)
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"{spec!r}: {e}") from None
+
 
 # The project's registries. Modules register into them on import; ``vistok.create``
 # imports the built-in modules first (see ``vistok.hub``).
-TOKENIZERS: Registry[Any] = Registry("tokenizer")
+TOKENIZERS: Registry[Any] = Registry("tokenizer", point=lambda tok, k: tok.at_num_tokens(k))
 QUANTIZERS: Registry[Any] = Registry("quantizer")
 LOSSES: Registry[Any] = Registry("loss")
 METRICS: Registry[Any] = Registry("metric")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +40,20 @@ class Tokenizer(nn.Module):
         max_tokens: tokens per image at the native size (``None`` for codecs).
         input_size: the one square size the model accepts, or ``None`` for any size.
         stride: height and width must be multiples of it (1 = any).
-        spec / config / family / registry_name: set by the registry on creation.
+        default_num_tokens: tokens ``encode`` keeps when not told (``None``: all); set by
+            the point grammar ``NAME@k`` (:meth:`at_num_tokens`).
+        spec: the one string that rebuilds this tokenizer, weights included:
+            ``vistok.create(tok.spec)`` accepts it and a ``.vtok`` file stores it (a
+            registry spec, a shipped name, a checkpoint folder or ``diffusers:...``, with
+            ``@k`` for a point of a variable-length tokenizer).
+        config / family / registry_name: set by the registry on creation.
+
+    Optional capabilities, declared here so that tools and type checkers see them (never
+    probe for them with ``hasattr``):
+        num_codebooks: index elements per token position (``K`` of ``[..., K]`` ids; 1).
+        has_neighbours: whether :meth:`neighbours` is defined (a discrete codebook with
+            distances; the benchmark's robustness suite and latent perturbation use it).
+        neighbours(ids, k): the ``k`` nearest other codes of each id, ``[...] -> [..., k]``.
     """
 
     kind: ClassVar[Kind] = "continuous"
@@ -52,6 +65,7 @@ class Tokenizer(nn.Module):
         self.max_tokens: int | None = None
         self.input_size: int | None = None
         self.stride: int = 1
+        self.default_num_tokens: int | None = None
         self.spec: str = type(self).__name__
         self.family: str = self.spec
         self.registry_name: str = self.spec
@@ -60,6 +74,37 @@ class Tokenizer(nn.Module):
     @property
     def name(self) -> str:
         return self.spec
+
+    # ---- optional capabilities (see the class docstring) ---------------------------------
+    @property
+    def num_codebooks(self) -> int:
+        """Index elements per token position: ``K`` when ids are ``[..., K]``, else 1."""
+        return 1
+
+    @property
+    def has_neighbours(self) -> bool:
+        """Whether :meth:`neighbours` works for this tokenizer (False unless a subclass says)."""
+        return False
+
+    if TYPE_CHECKING:  # declared for type checkers; defined only where has_neighbours is True
+
+        def neighbours(self, ids: Tensor, k: int) -> Tensor:
+            """The ``k`` nearest other codes of each id: long ``[...]`` -> ``[..., k]``."""
+            ...
+
+    def at_num_tokens(self, k: int) -> Tokenizer:
+        """This tokenizer as the point ``NAME@k``: ``encode`` keeps ``k`` tokens by default.
+
+        Returns ``self`` (changed in place) with ``spec`` ending in ``@k``.
+
+        Raises:
+            ValueError: when ``k`` is not a valid token count for this tokenizer.
+        """
+        base = self.spec.rsplit("@", 1)[0] if self.default_num_tokens is not None else self.spec
+        self.check_num_tokens(k)
+        self.default_num_tokens = k
+        self.spec = f"{base}@{k}"
+        return self
 
     def encode(self, images: Tensor, *, num_tokens: int | None = None) -> Tokens:
         raise NotImplementedError
@@ -79,18 +124,28 @@ class Tokenizer(nn.Module):
         if self.input_size is not None and (h, w) != (self.input_size, self.input_size):
             raise ValueError(
                 f"{self.spec}: accepts {self.input_size}x{self.input_size} images, got {h}x{w}; "
-                "adapt inputs with vistok.data.transforms.fit_to (pad/resize) first"
+                "fit images with vistok.data.transforms.fit_to(tokenizer, images) first (pad/resize; "
+                "unfit(recon, fit) undoes it)"
             )
         if h % self.stride or w % self.stride:
-            raise ValueError(f"{self.spec}: height and width must be multiples of {self.stride}, got {h}x{w}")
+            raise ValueError(
+                f"{self.spec}: height and width must be multiples of {self.stride}, got {h}x{w}; "
+                "fit images with vistok.data.transforms.fit_to(tokenizer, images) first (pad; "
+                "unfit(recon, fit) crops it back)"
+            )
 
     def check_num_tokens(self, num_tokens: int | None) -> int | None:
+        """Validate ``num_tokens``; ``None`` means :attr:`default_num_tokens` (``None``: all)."""
+        if num_tokens is None:
+            num_tokens = self.default_num_tokens
         if num_tokens is None:
             return None
         if not self.variable_length:
             if self.max_tokens is not None and num_tokens == self.max_tokens:
                 return None
-            raise ValueError(f"{self.spec}: fixed-length tokenizer; num_tokens must be None")
+            raise ValueError(
+                f"{self.spec}: fixed-length tokenizer ({self.max_tokens} tokens); it takes no num_tokens or @k"
+            )
         assert self.max_tokens is not None
         if not 1 <= num_tokens <= self.max_tokens:
             raise ValueError(f"{self.spec}: num_tokens must be in 1..{self.max_tokens}, got {num_tokens}")

@@ -43,9 +43,7 @@ def _load_shipped(name: str) -> Tokenizer:
     reason = _missing(name)
     if reason:
         raise FileNotFoundError(f"{name}: {reason}")
-    model = load(d)
-    model.source = f"vistok/weights/{name}"  # type: ignore[attr-defined]
-    return model
+    return load(d)  # the registry then sets ``spec`` to the shipped name, which rebuilds it anywhere
 
 
 @TOKENIZERS.register("vistok-f8", available=lambda: _missing("vistok-f8"))
