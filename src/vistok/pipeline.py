@@ -1,7 +1,8 @@
 """Run a tokenizer on 8-bit images of any size: fit, encode, decode, undo the fit.
 
-The one place where "which size does this tokenizer take?" is answered, shared by the
-CLI and the benchmark, so both see the same geometry (docs/protocol.md).
+The geometry comes from :func:`vistok.data.transforms.fit_for`, the one place where
+"which size does this tokenizer take?" is answered, shared by the CLI, the benchmark and
+:func:`vistok.data.transforms.fit_to` (docs/protocol.md). ``fit_for`` is re-exported here.
 """
 
 from __future__ import annotations
@@ -11,25 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vistok.data.transforms import Fit, PadMode, apply_fit, plan_fit, undo_fit
+from vistok.data.transforms import Fit, PadMode, apply_fit, fit_for, undo_fit
 from vistok.models.codecs import from_uint8, to_uint8
 from vistok.tokenizer import Tokenizer
 from vistok.tokens import Tokens
 
 __all__ = ["Reconstruction", "decode_array", "encode_array", "fit_for", "reconstruct_array"]
-
-
-def fit_for(
-    tokenizer: Tokenizer, h: int, w: int, *, size: int | None = None, pad_mode: PadMode = "reflect"
-) -> Fit:
-    """The fit of an ``h`` x ``w`` image for ``tokenizer``.
-
-    A tokenizer with a fixed ``input_size`` always gets pad-to-square + resize to it;
-    otherwise ``size`` (the protocol's evaluation size) when given, else padding to a
-    multiple of the tokenizer's ``stride`` at the native resolution.
-    """
-    target = tokenizer.input_size or size
-    return plan_fit(h, w, size=target, stride=tokenizer.stride, pad_mode=pad_mode)
 
 
 def encode_array(

@@ -39,3 +39,39 @@ def test_constant_padding_and_tiny_images() -> None:
 def test_size_must_match_stride() -> None:
     with pytest.raises(ValueError, match="not a multiple"):
         plan_fit(10, 10, size=100, stride=16)
+
+
+def test_fit_to_any_tokenizer_and_back(photo: np.ndarray) -> None:
+    """``fit_to``/``unfit`` on float tensors give the CLI's geometry, for stride and fixed-size models."""
+    import torch
+
+    import vistok
+    from vistok.data.transforms import fit_to, unfit
+    from vistok.models.codecs import from_uint8
+    from vistok.pipeline import decode_array, encode_array
+
+    images = from_uint8([photo[:45, :61], photo[100:145, 200:261]])  # [2, 3, 45, 61], not multiples of 8
+    for spec, want in (("conv2d-tiny", (48, 64)), ("titok-tiny", (32, 32))):
+        tok = vistok.create(spec).eval()
+        with pytest.raises(ValueError, match=r"vistok\.data\.transforms\.fit_to"):
+            tok.encode(images)  # the error names the call that fixes it
+        x, fit = fit_to(tok, images)
+        assert tuple(x.shape) == (2, 3, *want) and x.dtype == torch.float32
+        with torch.no_grad():
+            recon = unfit(tok.decode(tok.encode(x)), fit)
+        assert recon.shape == images.shape and 0 <= recon.min() and recon.max() <= 1
+        # the same pixels as the CLI's uint8 pipeline on the first image
+        cli = decode_array(tok, encode_array(tok, photo[:45, :61]))
+        assert torch.equal(recon[0], from_uint8(cli[None])[0])
+
+
+def test_fit_to_leaves_fitting_images_alone() -> None:
+    import torch
+
+    import vistok
+    from vistok.data.transforms import fit_to, unfit
+
+    x = torch.rand(1, 3, 16, 24)  # not on the 8-bit grid: no rounding when nothing changes
+    tok = vistok.create("conv2d-tiny")
+    y, fit = fit_to(tok, x)
+    assert y is x and unfit(y, fit) is y
