@@ -114,7 +114,12 @@ def test_point_grammar_everywhere(titok_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("jpeg@4", "fixed-length"), ("titok-tiny@9", "1..8"), ("titok-tiny@x", "NAME@k"), ("titok-tiny@0", ">= 1")],
+    [
+        ("jpeg@4", "fixed-length"),
+        ("titok-tiny@9", "1..8"),
+        ("titok-tiny@x", "NAME@k"),
+        ("titok-tiny@0", ">= 1"),
+    ],
 )
 def test_bad_points_are_spec_errors(spec: str, message: str) -> None:
     from vistok.registry import SpecError

@@ -59,7 +59,7 @@ def test_fit_to_any_tokenizer_and_back(photo: np.ndarray) -> None:
         assert tuple(x.shape) == (2, 3, *want) and x.dtype == torch.float32
         with torch.no_grad():
             recon = unfit(tok.decode(tok.encode(x)), fit)
-        assert recon.shape == images.shape and 0 <= recon.min() and recon.max() <= 1
+        assert recon.shape == images.shape and recon.min() >= 0 and recon.max() <= 1
         # the same pixels as the CLI's uint8 pipeline on the first image
         cli = decode_array(tok, encode_array(tok, photo[:45, :61]))
         assert torch.equal(recon[0], from_uint8(cli[None])[0])

@@ -136,7 +136,9 @@ class _Geometry(Protocol):
     stride: int
 
 
-def fit_for(tokenizer: _Geometry, h: int, w: int, *, size: int | None = None, pad_mode: PadMode = "reflect") -> Fit:
+def fit_for(
+    tokenizer: _Geometry, h: int, w: int, *, size: int | None = None, pad_mode: PadMode = "reflect"
+) -> Fit:
     """The fit of an ``h`` x ``w`` image for ``tokenizer``.
 
     A tokenizer with a fixed ``input_size`` always gets pad-to-square + resize to it;
