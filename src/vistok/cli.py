@@ -2,6 +2,11 @@
 
 Batch commands go on past bad files, list each with its reason at the end, and exit
 non-zero only when nothing succeeded (exit 1) or on a usage error (exit 2).
+
+Expected errors (bad arguments or specs, unreadable checkpoints, missing files, bad
+configs) print one line ``vistok: error: ...`` and exit 2 (usage) or 1 (the rest); the
+traceback appears only with ``--debug`` (before or after the command). Anything else is
+a bug and keeps Python's traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vistok.utils.progress import progress
+
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ALL_FAILED, EXIT_USAGE = 0, 1, 2
@@ -21,6 +28,29 @@ EXIT_OK, EXIT_ALL_FAILED, EXIT_USAGE = 0, 1, 2
 
 class UsageError(Exception):
     """Bad arguments: printed as ``vistok: error: ...`` with exit code 2."""
+
+
+def _exit_code(error: BaseException) -> int | None:
+    """The exit code of an expected error (printed as one line), ``None`` for a bug."""
+    from vistok.data.images import ImageLoadError
+    from vistok.hub import CheckpointError
+    from vistok.registry import SpecError
+
+    usage: tuple[type[BaseException], ...] = (UsageError, SpecError)
+    failure: tuple[type[BaseException], ...] = (CheckpointError, ImageLoadError, FileNotFoundError)
+    try:  # the training extras may be absent; their errors are expected where they exist
+        from vistok.train.config import ConfigError
+        from vistok.train.trainer import TrainingDiverged
+
+        usage += (ConfigError,)
+        failure += (TrainingDiverged,)
+    except ImportError:  # pragma: no cover - a partial install
+        pass
+    if isinstance(error, usage):
+        return EXIT_USAGE
+    if isinstance(error, failure):
+        return EXIT_ALL_FAILED
+    return None
 
 
 # ---- inputs ---------------------------------------------------------------------------
@@ -51,12 +81,6 @@ def resolve_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path]]:
     return out
 
 
-def _progress(items: Sequence[object], desc: str) -> object:
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="img", dynamic_ncols=True, disable=None)
-
-
 def _finish(done: int, failed: list[tuple[str, str]], what: str) -> int:
     if failed:
         print(f"\n{len(failed)} file(s) skipped:", file=sys.stderr)
@@ -68,12 +92,8 @@ def _finish(done: int, failed: list[tuple[str, str]], what: str) -> int:
 
 def _create(spec: str) -> object:
     import vistok
-    from vistok.registry import SpecError
 
-    try:
-        return vistok.create(spec)
-    except SpecError as e:
-        raise UsageError(str(e)) from None
+    return vistok.create(spec)  # SpecError: usage (exit 2); CheckpointError: exit 1 (see main)
 
 
 # ---- commands -------------------------------------------------------------------------
@@ -115,7 +135,7 @@ def _for_each_image(
     single = len(items) == 1
     failed: list[tuple[str, str]] = []
     done = 0
-    for path, rel in _progress(items, desc):  # type: ignore[attr-defined]
+    for path, rel in progress(items, desc=desc, unit="img"):
         try:
             work(tok, load_image_uint8(path), rel, single)
         except ImageLoadError as e:
@@ -192,7 +212,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     cache: dict[str, object] = {}
     failed: list[tuple[str, str]] = []
     done = 0
-    for f in _progress(files, "decode"):  # type: ignore[attr-defined]
+    for f in progress(files, desc="decode", unit="file"):
         try:
             tokens, source = Tokens.load(f)
             spec = args.tokenizer or source
@@ -246,6 +266,7 @@ def _add_common(p: argparse.ArgumentParser, *, tokenizer_required: bool = True) 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vistok", description="Visual tokenizers: build, train, measure.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("list", help="list registered tokenizers")
@@ -280,7 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_command(sub)  # type: ignore[attr-defined]
+    # --debug is global: accepted before the command and after it, by every command
+    for p in {id(p): p for p in sub.choices.values()}.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     return parser
+
+
+_DEBUG_HELP = "show the Python traceback of an error instead of one line"
 
 
 _COMMAND_MODULES = ["vistok.bench.cli", "vistok.train.cli", "vistok.train.pca_fit", "vistok.data.cli"]
@@ -300,9 +327,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return func(args)
-    except UsageError as e:
-        print(f"vistok: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    except Exception as e:
+        code = _exit_code(e)
+        if code is None or args.debug:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__  # one line
+        print(f"vistok: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -782,9 +782,9 @@ class _Run:
 
     def run(self, points: list[Point], desc: str) -> None:
         """Measure ``points`` not yet on disk, writing each one's results as it finishes."""
-        from tqdm.auto import tqdm
+        from vistok.utils.progress import progress
 
-        bar = tqdm(points, desc=desc, unit="pt", disable=not self.progress or None)
+        bar = progress(points, desc=desc, unit="pt", enabled=self.progress)
         for point in bar:
             path = self.path(point)
             if path.is_file():

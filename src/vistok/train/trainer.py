@@ -588,7 +588,7 @@ class Trainer:
             max_steps: stop after this many steps in this call (a checkpoint is written, no
                 export) -- an interruption on purpose; ``--resume`` continues exactly.
         """
-        from tqdm.auto import tqdm
+        from vistok.utils.progress import progress
 
         cfg = self.cfg
         if self.dist.is_main:
@@ -597,8 +597,8 @@ class Trainer:
             if self.dataset.report.skipped:
                 print(self.dataset.report.summary(), file=sys.stderr)
         total = cfg.schedule.steps
-        bar = tqdm(total=total, initial=self.step, disable=not (cfg.log.progress and self.dist.is_main),
-                   unit="step", dynamic_ncols=True, desc="train")  # fmt: skip
+        bar = progress(total=total, initial=self.step, enabled=cfg.log.progress and self.dist.is_main,
+                       unit="step", desc="train")  # fmt: skip
         t0 = time.monotonic()
         start = self.step
         stopped_early = False
