@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 from typing import Literal
 
 import pytest
@@ -147,3 +148,44 @@ def test_nested_spec_values_round_trip() -> None:
     assert reg.create(o.spec).kw == o.kw
     o2 = reg.create("m", quantizer="vq:codebook_size=16,beta=0.25")  # a Python keyword, unbracketed
     assert reg.create(o2.spec).kw == o2.kw
+
+
+def test_registering_a_class_reads_its_constructor() -> None:
+    """A parameter is declared once, in ``__init__``; the registry types and checks it from there."""
+    reg: Registry[object] = Registry("thing")
+
+    @reg.register("box")
+    class Box:
+        """A box with sides."""
+
+        def __init__(self, size: int = 3, *, sides: list[int] = [1, 2], name: str | None = None) -> None:  # noqa: B006
+            self.kw = {"size": size, "sides": sides, "name": name}
+
+    assert (
+        list(reg.get("box").params) == ["size", "sides", "name"] and reg.get("box").doc == "A box with sides."
+    )
+    o = reg.create("box:sides=4-5,size=7")
+    assert isinstance(o, Box) and o.kw == {"size": 7, "sides": [4, 5], "name": None}
+    assert o.spec == "box:sides=[4,5],size=7" and reg.create(o.spec).kw == o.kw
+    with pytest.raises(SpecError, match="Did you mean 'sides'"):
+        reg.create("box:side=3")
+    with pytest.raises(TypeError, match="needs a default"):
+
+        @reg.register("bad")
+        class Bad:
+            def __init__(self, size: int) -> None: ...
+
+
+def test_quantizer_specs_reach_every_constructor_parameter() -> None:
+    """The drift the factories had: vq dropped eps/kmeans_max_samples, rvq lacked rotation_trick/codebook_weight."""
+    import vistok.quantize  # noqa: F401  (registers)
+    from vistok.registry import QUANTIZERS
+
+    q = QUANTIZERS.create("vq:eps=1e-3,kmeans_max_samples=100", dim=8)
+    assert q.eps == 1e-3 and q.kmeans_max_samples == 100
+    r = QUANTIZERS.create("rvq:num_stages=2,update=loss,rotation_trick=true,codebook_weight=0.5", dim=8)
+    assert all(s.use_rotation_trick and s.codebook_weight == 0.5 for s in r.stages)
+    for entry in QUANTIZERS.entries():  # every constructor parameter is a spec key
+        if isinstance(entry.factory, type):
+            init = inspect.signature(entry.factory).parameters
+            assert set(entry.params) == set(init), entry.name

@@ -14,12 +14,18 @@ labels its points with the same grammar.
 Variants (``titok-s-128``) are entries that reuse a base factory with other defaults,
 so a family keeps its named sizes as data beside the architecture.
 
+Register a class and the registry reads its constructor: every named parameter with a
+default (and its annotation) is a spec key, so a parameter is declared once, in
+``__init__`` (the idea of diffusers' ``register_to_config``). A function works the same
+way when building takes more than calling a constructor (loading weights, an adapter).
+
 Example::
 
     TOKENIZERS = Registry("tokenizer")
 
     @TOKENIZERS.register("jpeg")
-    def jpeg(*, quality: int = 75) -> Tokenizer: ...
+    class JPEG(Tokenizer):
+        def __init__(self, *, quality: int = 75) -> None: ...
 
     TOKENIZERS.create("jpeg:quality=30")
 """
@@ -31,7 +37,7 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -184,7 +190,7 @@ def _type_name(ann: Any) -> str:
         return "one of " + "|".join(str(a) for a in typing.get_args(ann))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) if a is not type(None) else "none" for a in typing.get_args(ann))
-    if origin in (list, tuple):
+    if origin in (list, tuple, Sequence):
         args = [a for a in typing.get_args(ann) if a is not Ellipsis]
         inner = _type_name(args[0]) if args else "any"
         return f"list of {inner}"
@@ -225,7 +231,7 @@ def coerce(value: Any, ann: Any, *, where: str) -> Any:
             if value == c or (isinstance(value, str) and str(c) == value):
                 return c
         raise bad
-    if origin in (list, tuple):
+    if origin in (list, tuple, Sequence):
         args = [a for a in typing.get_args(ann) if a is not Ellipsis]
         inner = args[0] if args else Any
         if isinstance(value, str):
@@ -239,7 +245,7 @@ def coerce(value: Any, ann: Any, *, where: str) -> Any:
         else:
             raise bad
         out = [coerce(v, inner, where=where) for v in items]
-        return tuple(out) if origin is tuple else out
+        return out if origin is list else tuple(out)  # Sequence: immutable, like its defaults
     if ann is bool:
         if isinstance(value, bool):
             return value
@@ -281,9 +287,13 @@ def coerce(value: Any, ann: Any, *, where: str) -> Any:
 
 
 def _params_of(fn: Callable[..., Any]) -> dict[str, Param]:
-    sig = inspect.signature(fn)
+    """The spec keys of a factory function, or of a class's constructor (``self`` aside).
+
+    Every named parameter is a key and must have a default; ``*args``/``**kwargs`` are not.
+    """
+    sig = inspect.signature(fn)  # for a class: its __init__ without self
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
     except Exception:  # pragma: no cover - unresolvable forward refs
         hints = {}
     params = {}
@@ -313,7 +323,9 @@ class Registry(Generic[T]):
         available: Callable[[], str | None] | None = None,
         positional: str | None = None,
     ) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: register ``fn`` (keyword parameters with defaults) under ``name``.
+        """Decorator: register a class (its constructor's parameters) or a factory function.
+
+        Every named parameter needs a default; its annotation types the spec value.
 
         ``positional`` names the parameter that a leading bare value sets, so that
         ``family:VALUE,key=value`` means ``family:POSITIONAL=VALUE,key=value``.

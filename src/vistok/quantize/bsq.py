@@ -17,6 +17,9 @@ from vistok.registry import QUANTIZERS
 __all__ = ["BSQ"]
 
 
+@QUANTIZERS.register(
+    "bsq", doc="Binary spherical quantization: l2-normalize then sign, with the entropy loss."
+)
 class BSQ(LFQ):
     """Binary spherical quantizer with ``2^bits`` codes ``±1/sqrt(bits)`` per channel.
 
@@ -28,26 +31,3 @@ class BSQ(LFQ):
 
     def _code_scale(self, codebook_scale: float) -> float:
         return 1.0 / math.sqrt(self.bits)
-
-
-@QUANTIZERS.register("bsq")
-def bsq(
-    *,
-    dim: int | None = None,
-    bits: int = 16,
-    entropy_weight: float = 0.1,
-    diversity_weight: float = 1.0,
-    commitment_weight: float = 0.25,
-    temperature: float = 0.1,
-    group_bits: int = 9,
-) -> BSQ:
-    """Binary spherical quantization: l2-normalize then sign, with the entropy loss."""
-    return BSQ(
-        bits,
-        dim,
-        entropy_weight=entropy_weight,
-        diversity_weight=diversity_weight,
-        commitment_weight=commitment_weight,
-        temperature=temperature,
-        group_bits=group_bits,
-    )

@@ -25,6 +25,9 @@ from vistok.registry import QUANTIZERS
 __all__ = ["FactorizedVQ"]
 
 
+@QUANTIZERS.register(
+    "fvq", doc="Factorized VQ (FQGAN): independent sub-codebooks over split channels; indices [..., K]."
+)
 class FactorizedVQ(Quantizer):
     """``num_factors`` sub-codebooks, each of ``codebook_size`` codes of ``code_dim`` channels.
 
@@ -116,34 +119,3 @@ class FactorizedVQ(Quantizer):
         """Input-space vectors ``[..., dim]`` of indices ``[..., K]``."""
         with torch.autocast(device_type=indices.device.type, enabled=False):
             return torch.cat([f.codes(indices[..., k]) for k, f in enumerate(self.factors)], dim=-1)
-
-
-@QUANTIZERS.register("fvq")
-def fvq(
-    *,
-    dim: int | None = None,
-    num_factors: int = 2,
-    codebook_size: int = 16384,
-    code_dim: int = 8,
-    distance: Literal["euclidean", "cosine"] = "cosine",
-    update: Literal["ema", "loss"] = "loss",
-    commitment_weight: float = 0.25,
-    decay: float = 0.99,
-    kmeans_init: bool = True,
-    dead_code_threshold: float = 0.0,
-    disentangle_weight: float = 0.1,
-) -> FactorizedVQ:
-    """Factorized VQ (FQGAN): independent sub-codebooks over split channels; indices [..., K]."""
-    return FactorizedVQ(
-        num_factors,
-        codebook_size,
-        dim,
-        code_dim=code_dim,
-        distance=distance,
-        update=update,
-        commitment_weight=commitment_weight,
-        decay=decay,
-        kmeans_init=kmeans_init,
-        dead_code_threshold=dead_code_threshold,
-        disentangle_weight=disentangle_weight,
-    )

@@ -22,6 +22,9 @@ from vistok.registry import QUANTIZERS
 __all__ = ["GaussianBottleneck"]
 
 
+@QUANTIZERS.register(
+    "gaussian", doc="Diagonal-Gaussian (KL) bottleneck for continuous tokenizers (indices None)."
+)
 class GaussianBottleneck(Quantizer):
     """Continuous bottleneck with a diagonal Gaussian posterior.
 
@@ -39,12 +42,14 @@ class GaussianBottleneck(Quantizer):
 
     def __init__(
         self,
-        dim: int,
+        dim: int | None = None,
         latent_dim: int | None = None,
         *,
         kl_weight: float = 1e-6,
         logvar_range: tuple[float, float] = (-30.0, 20.0),
     ) -> None:
+        if dim is None:
+            raise ValueError("gaussian: dim (the model's channel count) is required")
         latent_dim = latent_dim if latent_dim is not None else dim
         super().__init__(dim, latent_dim)
         self.project_in = nn.Linear(dim, 2 * latent_dim)  # mean and log-variance
@@ -86,13 +91,3 @@ class GaussianBottleneck(Quantizer):
 
     def codes(self, indices: Tensor) -> Tensor:
         raise NotImplementedError("gaussian: a continuous bottleneck has no codes; use decode_latent(z)")
-
-
-@QUANTIZERS.register("gaussian")
-def gaussian(
-    *, dim: int | None = None, latent_dim: int | None = None, kl_weight: float = 1e-6
-) -> GaussianBottleneck:
-    """Diagonal-Gaussian (KL) bottleneck for continuous tokenizers (indices None)."""
-    if dim is None:
-        raise ValueError("gaussian: dim (the model's channel count) is required")
-    return GaussianBottleneck(dim, latent_dim, kl_weight=kl_weight)

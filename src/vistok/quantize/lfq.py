@@ -112,6 +112,9 @@ def binary_entropy_terms(logits: Tensor, group_bits: int) -> tuple[Tensor, Tenso
     return sample, codebook
 
 
+@QUANTIZERS.register(
+    "lfq", doc="Lookup-free quantization: sign of each of ``bits`` channels, with the entropy loss."
+)
 class LFQ(Quantizer):
     """Lookup-free (binary) quantizer with ``2^bits`` codes.
 
@@ -206,26 +209,3 @@ class LFQ(Quantizer):
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, dim={self.dim}, entropy_weight={self.entropy_weight}"
-
-
-@QUANTIZERS.register("lfq")
-def lfq(
-    *,
-    dim: int | None = None,
-    bits: int = 16,
-    entropy_weight: float = 0.1,
-    diversity_weight: float = 1.0,
-    commitment_weight: float = 0.25,
-    temperature: float = 0.1,
-    group_bits: int = 9,
-) -> LFQ:
-    """Lookup-free quantization: sign of each of ``bits`` channels, with the entropy loss."""
-    return LFQ(
-        bits,
-        dim,
-        entropy_weight=entropy_weight,
-        diversity_weight=diversity_weight,
-        commitment_weight=commitment_weight,
-        temperature=temperature,
-        group_bits=group_bits,
-    )

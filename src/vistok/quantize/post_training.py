@@ -22,6 +22,9 @@ from vistok.registry import QUANTIZERS
 __all__ = ["PostTrainingQuantizer"]
 
 
+@QUANTIZERS.register(
+    "ptq", doc="Post-training per-channel quantile quantization of a frozen latent (TokenBridge)."
+)
 class PostTrainingQuantizer(Quantizer):
     """Per-channel quantile quantizer with ``2^bits`` levels per channel.
 
@@ -39,8 +42,10 @@ class PostTrainingQuantizer(Quantizer):
     """
 
     def __init__(
-        self, dim: int, bits: int = 6, *, lloyd_iters: int = 0, max_fit_samples: int = 1 << 20
+        self, dim: int | None = None, bits: int = 6, *, lloyd_iters: int = 0, max_fit_samples: int = 1 << 20
     ) -> None:
+        if dim is None:
+            raise ValueError("ptq: dim (the latent's channel count) is required")
         check_positive("bits", bits)
         if bits > 16:
             raise ValueError(f"ptq: bits must be <= 16, got {bits}")
@@ -156,11 +161,3 @@ class PostTrainingQuantizer(Quantizer):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, bits={self.bits}, fitted={bool(self.fitted)}"
-
-
-@QUANTIZERS.register("ptq")
-def ptq(*, dim: int | None = None, bits: int = 6, lloyd_iters: int = 0) -> PostTrainingQuantizer:
-    """Post-training per-channel quantile quantization of a frozen latent (TokenBridge)."""
-    if dim is None:
-        raise ValueError("ptq: dim (the latent's channel count) is required")
-    return PostTrainingQuantizer(dim, bits, lloyd_iters=lloyd_iters)

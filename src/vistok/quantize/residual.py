@@ -36,13 +36,17 @@ def _mean_stats(all_stats: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return out
 
 
+@QUANTIZERS.register(
+    "rvq", doc="Residual VQ: ``num_stages`` codebooks, each quantizing the previous residual."
+)
 class ResidualVQ(Quantizer):
     """Residual vector quantizer with ``num_stages`` codebooks of ``codebook_size`` codes.
 
     Args:
         num_stages: number of stages S (``>= 1``); indices are long ``[..., S]``.
-        codebook_size, dim, code_dim, distance, update, commitment_weight, decay,
-            kmeans_init, dead_code_threshold: as :class:`~vistok.quantize.vq.VectorQuantizer`
+        codebook_size, dim, code_dim, distance, update, commitment_weight, codebook_weight,
+            decay, kmeans_init, dead_code_threshold, rotation_trick: as
+            :class:`~vistok.quantize.vq.VectorQuantizer`
             (one input/output projection shared by all stages).
         quantizer_dropout: probability that a sample (index along ``x``'s first dimension)
             keeps only a uniformly drawn number ``1..S`` of stages in training.
@@ -62,9 +66,11 @@ class ResidualVQ(Quantizer):
         distance: Literal["euclidean", "cosine"] = "euclidean",
         update: Literal["ema", "loss"] = "ema",
         commitment_weight: float = 0.25,
+        codebook_weight: float = 1.0,
         decay: float = 0.99,
         kmeans_init: bool = True,
         dead_code_threshold: float = 0.0,
+        rotation_trick: bool = False,
         quantizer_dropout: float = 0.0,
     ) -> None:
         check_positive("num_stages", num_stages)
@@ -83,9 +89,11 @@ class ResidualVQ(Quantizer):
                 distance=distance,
                 update=update,
                 commitment_weight=commitment_weight,
+                codebook_weight=codebook_weight,
                 decay=decay,
                 kmeans_init=kmeans_init,
                 dead_code_threshold=dead_code_threshold,
+                rotation_trick=rotation_trick,
             )
             for _ in range(num_stages)
         )
@@ -142,6 +150,9 @@ class ResidualVQ(Quantizer):
         return total
 
 
+@QUANTIZERS.register(
+    "msvq", doc="Multi-scale residual VQ (VAR): one codebook over a 2D map at growing resolutions."
+)
 class MultiScaleResidualVQ(Quantizer):
     """VAR-style multi-scale residual quantizer of a ``[B, H, W, dim]`` map.
 
@@ -314,72 +325,6 @@ class MultiScaleResidualVQ(Quantizer):
         """Input-space map ``[B, H, W, dim]`` of a sequence ``[B, L]`` (see :meth:`embed`)."""
         with torch.autocast(device_type=indices.device.type, enabled=False):
             return self.project_out(self.embed(indices, size))
-
-
-@QUANTIZERS.register("rvq")
-def rvq(
-    *,
-    dim: int | None = None,
-    num_stages: int = 4,
-    codebook_size: int = 1024,
-    code_dim: int | None = None,
-    distance: Literal["euclidean", "cosine"] = "euclidean",
-    update: Literal["ema", "loss"] = "ema",
-    commitment_weight: float = 0.25,
-    decay: float = 0.99,
-    kmeans_init: bool = True,
-    dead_code_threshold: float = 0.0,
-    quantizer_dropout: float = 0.0,
-) -> ResidualVQ:
-    """Residual VQ: ``num_stages`` codebooks, each quantizing the previous residual."""
-    return ResidualVQ(
-        num_stages,
-        codebook_size,
-        dim,
-        code_dim=code_dim,
-        distance=distance,
-        update=update,
-        commitment_weight=commitment_weight,
-        decay=decay,
-        kmeans_init=kmeans_init,
-        dead_code_threshold=dead_code_threshold,
-        quantizer_dropout=quantizer_dropout,
-    )
-
-
-@QUANTIZERS.register("msvq")
-def msvq(
-    *,
-    dim: int | None = None,
-    scales: list[int] = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16],  # noqa: B006
-    codebook_size: int = 4096,
-    code_dim: int | None = None,
-    distance: Literal["euclidean", "cosine"] = "euclidean",
-    update: Literal["ema", "loss"] = "ema",
-    commitment_weight: float = 0.25,
-    codebook_weight: float = 1.0,
-    decay: float = 0.99,
-    kmeans_init: bool = True,
-    dead_code_threshold: float = 0.0,
-    phi_ratio: float = 0.5,
-    num_phi: int = 4,
-) -> MultiScaleResidualVQ:
-    """Multi-scale residual VQ (VAR): one codebook over a 2D map at growing resolutions."""
-    return MultiScaleResidualVQ(
-        scales,
-        codebook_size,
-        dim,
-        code_dim=code_dim,
-        distance=distance,
-        update=update,
-        commitment_weight=commitment_weight,
-        codebook_weight=codebook_weight,
-        decay=decay,
-        kmeans_init=kmeans_init,
-        dead_code_threshold=dead_code_threshold,
-        phi_ratio=phi_ratio,
-        num_phi=num_phi,
-    )
 
 
 QUANTIZERS.register_variant(

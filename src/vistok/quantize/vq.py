@@ -56,6 +56,9 @@ def _masked_mse(a: Tensor, b: Tensor, mask: Tensor | None) -> Tensor:
     return (per_row * mask).sum() / mask.sum().clamp_min(1)
 
 
+@QUANTIZERS.register(
+    "vq", doc="Vector quantization: nearest of ``codebook_size`` codes (EMA or loss, cosine option)."
+)
 class VectorQuantizer(Quantizer):
     """Nearest-neighbour vector quantizer with a ``codebook_size x code_dim`` codebook.
 
@@ -311,41 +314,6 @@ class VectorQuantizer(Quantizer):
         kind = "cosine" if self.cosine else "euclidean"
         upd = "ema" if self.ema else "loss"
         return f"{super().extra_repr()}, distance={kind}, update={upd}"
-
-
-@QUANTIZERS.register("vq")
-def vq(
-    *,
-    dim: int | None = None,
-    codebook_size: int = 1024,
-    code_dim: int | None = None,
-    distance: Literal["euclidean", "cosine"] = "euclidean",
-    update: Literal["ema", "loss"] = "ema",
-    commitment_weight: float = 0.25,
-    codebook_weight: float = 1.0,
-    decay: float = 0.99,
-    kmeans_init: bool = True,
-    kmeans_iters: int = 10,
-    dead_code_threshold: float = 0.0,
-    rotation_trick: bool = False,
-    chunk_size: int = 1 << 19,
-) -> VectorQuantizer:
-    """Vector quantization: nearest of ``codebook_size`` codes (EMA or loss, cosine option)."""
-    return VectorQuantizer(
-        codebook_size,
-        dim,
-        code_dim=code_dim,
-        distance=distance,
-        update=update,
-        commitment_weight=commitment_weight,
-        codebook_weight=codebook_weight,
-        decay=decay,
-        kmeans_init=kmeans_init,
-        kmeans_iters=kmeans_iters,
-        dead_code_threshold=dead_code_threshold,
-        rotation_trick=rotation_trick,
-        chunk_size=chunk_size,
-    )
 
 
 QUANTIZERS.register_variant(
