@@ -18,6 +18,7 @@ commas it must be bracketed so the outer spec splits correctly::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -142,11 +143,11 @@ class LearnedTokenizer(Tokenizer):
         )
         self.quantizer = build_quantizer(quantizer, latent_dim)
         q = self.quantizer
-        discrete = bool(getattr(q, "is_discrete", True)) and bool(getattr(q, "codebook_size", 0))
+        discrete = q.is_discrete and bool(q.codebook_size)
         self.kind: Literal["discrete", "continuous"] = "discrete" if discrete else "continuous"  # type: ignore[misc]
         self.vocab_size = int(q.codebook_size) if discrete else None
         self.rate_per_value = float(q.bits_per_index) if discrete else float(_LATENT_BITS)
-        if getattr(q, "requires_spatial_input", False):
+        if q.requires_spatial_input:
             raise ValueError(
                 f"quantizer {quantizer!r} turns a whole map into one index sequence (multi-scale); "
                 "the learned families need one index (or K) per token position"
@@ -197,8 +198,12 @@ class LearnedTokenizer(Tokenizer):
     @property
     def num_codebooks(self) -> int:
         """Index elements per token position (``K`` of ``[..., K]`` ids; 1 for plain ids)."""
-        suffix = tuple(getattr(self.quantizer, "index_shape_suffix", ()))
-        return int(torch.tensor(suffix).prod()) if suffix else 1
+        return math.prod(self.quantizer.index_shape_suffix)
+
+    @property
+    def has_neighbours(self) -> bool:
+        """Discrete models have codebook neighbours (the quantizer defines the distance)."""
+        return self.kind == "discrete"
 
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codebook entries of each id, nearest first.
@@ -236,9 +241,7 @@ class LearnedTokenizer(Tokenizer):
         z = self.latent_norm(z)
         if self.kind == "discrete":
             return self.quantizer(z).indices.long(), None
-        latent = getattr(self.quantizer, "latent", None)
-        lat = latent(z) if callable(latent) else self.quantizer(z).quantized
-        return None, lat.to(LATENT_DTYPE)
+        return None, self.quantizer.latent(z).to(LATENT_DTYPE)
 
     def from_tokens(self, ids: Tensor | None, latents: Tensor | None) -> Tensor:
         """Inverse of :meth:`to_tokens`: the decoder's float32 input ``[..., C]``."""
@@ -246,8 +249,7 @@ class LearnedTokenizer(Tokenizer):
             return self.embed(ids)
         if latents is None:
             raise ValueError(f"{self.spec}: tokens carry neither ids nor latents")
-        decode_latent = getattr(self.quantizer, "decode_latent", None)
-        return decode_latent(latents.float()) if callable(decode_latent) else latents.float()
+        return self.quantizer.decode_latent(latents.float())
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, revision: str | None = None) -> LearnedTokenizer:

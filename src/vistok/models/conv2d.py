@@ -119,6 +119,9 @@ class _Decoder(nn.Module):
         return x, mid
 
 
+@TOKENIZERS.register(
+    "conv2d", doc="VQGAN-style conv tokenizer: 2D token grid at stride ``factor``; any quantizer."
+)
 class Conv2dTokenizer(LearnedTokenizer):
     """VQGAN-style convolutional tokenizer (see the module docstring).
 
@@ -146,17 +149,17 @@ class Conv2dTokenizer(LearnedTokenizer):
     def __init__(
         self,
         *,
-        factor: int,
-        width: int,
-        channel_mult: list[int] | None,
-        num_res_blocks: int,
-        attention: bool,
-        stem: Literal["unshuffle", "conv"],
-        stem_factor: int,
-        latent_dim: int,
-        quantizer: str,
-        latent_norm: bool,
-        image_size: int,
+        factor: int = 8,
+        width: int = 64,
+        channel_mult: list[int] | None = None,
+        num_res_blocks: int = 1,
+        attention: bool = False,
+        stem: Literal["unshuffle", "conv"] = "unshuffle",
+        stem_factor: int = 2,
+        latent_dim: int = 4,
+        quantizer: str = "fsq:levels=8-5-5-5",
+        latent_norm: bool = False,
+        image_size: int = 256,
         norm: NormKind = "channel",
     ):
         super().__init__(quantizer=quantizer, latent_dim=latent_dim, latent_norm=latent_norm)
@@ -230,40 +233,7 @@ class Conv2dTokenizer(LearnedTokenizer):
         return self.from_model(x).clamp(0.0, 1.0)
 
 
-# ---- registry entries: the family, then its named sizes ---------------------------------
-@TOKENIZERS.register("conv2d")
-def conv2d(
-    *,
-    factor: int = 8,
-    width: int = 64,
-    channel_mult: list[int] | None = None,
-    num_res_blocks: int = 1,
-    attention: bool = False,
-    stem: Literal["unshuffle", "conv"] = "unshuffle",
-    stem_factor: int = 2,
-    latent_dim: int = 4,
-    quantizer: str = "fsq:levels=8-5-5-5",
-    latent_norm: bool = False,
-    image_size: int = 256,
-    norm: NormKind = "channel",
-) -> Conv2dTokenizer:
-    """VQGAN-style conv tokenizer: 2D token grid at stride ``factor``; any quantizer."""
-    return Conv2dTokenizer(
-        factor=factor,
-        width=width,
-        channel_mult=channel_mult,
-        num_res_blocks=num_res_blocks,
-        attention=attention,
-        stem=stem,
-        stem_factor=stem_factor,
-        latent_dim=latent_dim,
-        quantizer=quantizer,
-        latent_norm=latent_norm,
-        image_size=image_size,
-        norm=norm,
-    )
-
-
+# ---- registry entries: the family is the class above (its constructor); its named sizes ----
 TOKENIZERS.register_variant(
     "conv2d-tiny", "conv2d", width=16, channel_mult=[1, 2], stem_factor=4, image_size=32,
     doc="Tiny f8 conv tokenizer for tests (~0.1M parameters).",

@@ -72,6 +72,10 @@ def sample_lengths(
     return k
 
 
+@TOKENIZERS.register(
+    "latent1d",
+    doc="TiTok-style 1D tokenizer: N latent tokens; decodes any prefix (nested dropout / tail drop).",
+)
 class Latent1dTokenizer(LearnedTokenizer):
     """TiTok-style 1D latent-token tokenizer (see the module docstring).
 
@@ -95,21 +99,21 @@ class Latent1dTokenizer(LearnedTokenizer):
     def __init__(
         self,
         *,
-        image_size: int,
-        patch_size: int,
-        tokens: int,
-        width: int,
-        depth: int,
-        num_heads: int,
-        decoder_width: int | None,
-        decoder_depth: int | None,
-        decoder_heads: int | None,
-        mlp_ratio: float,
-        latent_dim: int,
-        quantizer: str,
-        latent_norm: bool,
-        nested: Nested,
-        nested_prob: float,
+        image_size: int = 256,
+        patch_size: int = 16,
+        tokens: int = 128,
+        width: int = 512,
+        depth: int = 8,
+        num_heads: int = 8,
+        decoder_width: int | None = None,
+        decoder_depth: int | None = None,
+        decoder_heads: int | None = None,
+        mlp_ratio: float = 4.0,
+        latent_dim: int = 12,
+        quantizer: str = "vq:codebook_size=4096",
+        latent_norm: bool = False,
+        nested: Nested = "none",
+        nested_prob: float = 1.0,
     ):
         super().__init__(quantizer=quantizer, latent_dim=latent_dim, latent_norm=latent_norm)
         if image_size % patch_size:
@@ -258,46 +262,7 @@ class Latent1dTokenizer(LearnedTokenizer):
         return self.from_model(x).clamp(0.0, 1.0)
 
 
-# ---- registry entries: the family, then its named sizes ---------------------------------
-@TOKENIZERS.register("latent1d")
-def latent1d(
-    *,
-    image_size: int = 256,
-    patch_size: int = 16,
-    tokens: int = 128,
-    width: int = 512,
-    depth: int = 8,
-    num_heads: int = 8,
-    decoder_width: int | None = None,
-    decoder_depth: int | None = None,
-    decoder_heads: int | None = None,
-    mlp_ratio: float = 4.0,
-    latent_dim: int = 12,
-    quantizer: str = "vq:codebook_size=4096",
-    latent_norm: bool = False,
-    nested: Nested = "none",
-    nested_prob: float = 1.0,
-) -> Latent1dTokenizer:
-    """TiTok-style 1D tokenizer: N latent tokens; decodes any prefix (nested dropout / tail drop)."""
-    return Latent1dTokenizer(
-        image_size=image_size,
-        patch_size=patch_size,
-        tokens=tokens,
-        width=width,
-        depth=depth,
-        num_heads=num_heads,
-        decoder_width=decoder_width,
-        decoder_depth=decoder_depth,
-        decoder_heads=decoder_heads,
-        mlp_ratio=mlp_ratio,
-        latent_dim=latent_dim,
-        quantizer=quantizer,
-        latent_norm=latent_norm,
-        nested=nested,
-        nested_prob=nested_prob,
-    )
-
-
+# ---- registry entries: the family is the class above (its constructor); its named sizes ----
 # TiTok sizes (patch 16 at 256x256, VQ 4096 with 12-d codes): S = 512/8/8, B = 768/12/12, L = 1024/24/16.
 _TITOK = {
     "s": {"width": 512, "depth": 8, "num_heads": 8},

@@ -53,6 +53,7 @@ from vistok.models._patches import patchify, unpatchify
 from vistok.models.latent1d import Nested, sample_lengths
 from vistok.nn.posemb import PosEmb2d
 from vistok.nn.transformer import Transformer, init_weights
+from vistok.quantize.fsq import FSQ
 from vistok.registry import TOKENIZERS, format_spec
 from vistok.tokens import Tokens
 
@@ -77,7 +78,7 @@ class _Target:
     def __init__(self, backbone: LearnedTokenizer):
         q = backbone.quantizer
         self.quantizer = q
-        if backbone.kind == "discrete" and hasattr(q, "levels") and hasattr(q, "_basis"):
+        if backbone.kind == "discrete" and isinstance(q, FSQ):
             self.kind = "fsq"
             self.levels = [int(n) for n in q.levels]
             self.width = sum(self.levels)
@@ -91,6 +92,10 @@ class _Target:
             self.width = 0  # set from the grid's channels
 
 
+@TOKENIZERS.register(
+    "latent1d-grid",
+    doc="Two-stage 1D tokenizer: N tokens over a frozen 2D tokenizer's latent grid (TiTok/FlexTok).",
+)
 class Latent1dGridTokenizer(LearnedTokenizer):
     """1D tokens over a frozen 2D tokenizer's latent grid (see the module docstring).
 
@@ -114,24 +119,24 @@ class Latent1dGridTokenizer(LearnedTokenizer):
     def __init__(
         self,
         *,
-        backbone: str,
-        image_size: int,
-        grid_patch: int,
-        tokens: int,
-        width: int,
-        depth: int,
-        num_heads: int,
-        decoder_width: int | None,
-        decoder_depth: int | None,
-        decoder_heads: int | None,
-        mlp_ratio: float,
-        latent_dim: int,
-        quantizer: str,
-        latent_norm: bool,
-        nested: Nested,
-        nested_prob: float,
-        decode_mode: Literal["mean", "argmax"],
-        stage: Literal[1, 2],
+        backbone: str = "vistok-f8",
+        image_size: int = 128,
+        grid_patch: int = 2,
+        tokens: int = 64,
+        width: int = 256,
+        depth: int = 4,
+        num_heads: int = 4,
+        decoder_width: int | None = None,
+        decoder_depth: int | None = None,
+        decoder_heads: int | None = None,
+        mlp_ratio: float = 4.0,
+        latent_dim: int = 6,
+        quantizer: str = "fsq:levels=8-8-8-5-5-5",
+        latent_norm: bool = False,
+        nested: Nested = "pow2",
+        nested_prob: float = 1.0,
+        decode_mode: Literal["mean", "argmax"] = "mean",
+        stage: Literal[1, 2] = 1,
         linear: bool = False,
         pixel_loss: bool = False,
     ):
@@ -461,52 +466,3 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         pred = self._decode_tokens(zq, tokens.lengths)
         x = self._render(self._prediction_to_grid(pred, soft=self.decode_mode == "mean"))
         return self.from_model(x).clamp(0.0, 1.0)
-
-
-@TOKENIZERS.register("latent1d-grid")
-def latent1d_grid(
-    *,
-    backbone: str = "vistok-f8",
-    image_size: int = 128,
-    grid_patch: int = 2,
-    tokens: int = 64,
-    width: int = 256,
-    depth: int = 4,
-    num_heads: int = 4,
-    decoder_width: int | None = None,
-    decoder_depth: int | None = None,
-    decoder_heads: int | None = None,
-    mlp_ratio: float = 4.0,
-    latent_dim: int = 6,
-    quantizer: str = "fsq:levels=8-8-8-5-5-5",
-    latent_norm: bool = False,
-    nested: Nested = "pow2",
-    nested_prob: float = 1.0,
-    decode_mode: Literal["mean", "argmax"] = "mean",
-    stage: Literal[1, 2] = 1,
-    linear: bool = False,
-    pixel_loss: bool = False,
-) -> Latent1dGridTokenizer:
-    """Two-stage 1D tokenizer: N tokens over a frozen 2D tokenizer's latent grid (TiTok/FlexTok)."""
-    return Latent1dGridTokenizer(
-        backbone=backbone,
-        image_size=image_size,
-        grid_patch=grid_patch,
-        tokens=tokens,
-        width=width,
-        depth=depth,
-        num_heads=num_heads,
-        decoder_width=decoder_width,
-        decoder_depth=decoder_depth,
-        decoder_heads=decoder_heads,
-        mlp_ratio=mlp_ratio,
-        latent_dim=latent_dim,
-        quantizer=quantizer,
-        latent_norm=latent_norm,
-        nested=nested,
-        nested_prob=nested_prob,
-        decode_mode=decode_mode,
-        stage=stage,
-        linear=linear,
-        pixel_loss=pixel_loss,
-    )

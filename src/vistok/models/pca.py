@@ -33,6 +33,9 @@ from vistok.tokens import Tokens
 __all__ = ["PCATokenizer"]
 
 
+@TOKENIZERS.register(
+    "pca", doc="Ordered PCA tokens (nested dropout's linear solution); fit with ``.fit(images)`` first."
+)
 class PCATokenizer(Tokenizer):
     """Ordered PCA tokens with uniformly quantized coefficients (see the module docstring).
 
@@ -48,7 +51,15 @@ class PCATokenizer(Tokenizer):
     variable_length = True
     baseline = True  # a reference, not a tokenizer to compare codecs against (bench: no equal-bytes points)
 
-    def __init__(self, *, basis_size: int, tokens: int, coeffs_per_token: int, bits: int, clip: float):
+    def __init__(
+        self,
+        *,
+        basis_size: int = 64,
+        tokens: int = 64,
+        coeffs_per_token: int = 2,
+        bits: int = 8,
+        clip: float = 4.0,
+    ):
         super().__init__()
         if tokens < 1 or coeffs_per_token < 1 or not 1 <= bits <= 16 or bits * coeffs_per_token > 62:
             raise ValueError(
@@ -176,13 +187,3 @@ class PCATokenizer(Tokenizer):
             f"bits={self.bits}, clip={self.clip}, bits/token={self.coeffs * self.bits}, "
             f"fitted={bool(self.fitted)}"
         )
-
-
-@TOKENIZERS.register("pca")
-def pca(
-    *, basis_size: int = 64, tokens: int = 64, coeffs_per_token: int = 2, bits: int = 8, clip: float = 4.0
-) -> PCATokenizer:
-    """Ordered PCA tokens (nested dropout's linear solution); fit with ``.fit(images)`` first."""
-    return PCATokenizer(
-        basis_size=basis_size, tokens=tokens, coeffs_per_token=coeffs_per_token, bits=bits, clip=clip
-    )

@@ -30,6 +30,9 @@ from vistok.tokens import Tokens
 __all__ = ["ViT2dTokenizer"]
 
 
+@TOKENIZERS.register(
+    "vit2d", doc="ViTok-style patch tokenizer (transformer encoder/decoder); any multiple of the patch size."
+)
 class ViT2dTokenizer(LearnedTokenizer):
     """Patch tokenizer with transformer encoder and decoder (see the module docstring).
 
@@ -50,19 +53,19 @@ class ViT2dTokenizer(LearnedTokenizer):
     def __init__(
         self,
         *,
-        image_size: int,
-        patch_size: int,
-        width: int,
-        depth: int,
-        num_heads: int,
-        decoder_width: int | None,
-        decoder_depth: int | None,
-        decoder_heads: int | None,
-        mlp_ratio: float,
-        pos_emb: Literal["learned", "sincos"],
-        latent_dim: int,
-        quantizer: str,
-        latent_norm: bool,
+        image_size: int = 256,
+        patch_size: int = 16,
+        width: int = 384,
+        depth: int = 12,
+        num_heads: int = 6,
+        decoder_width: int | None = None,
+        decoder_depth: int | None = None,
+        decoder_heads: int | None = None,
+        mlp_ratio: float = 4.0,
+        pos_emb: Literal["learned", "sincos"] = "learned",
+        latent_dim: int = 6,
+        quantizer: str = "fsq:levels=8-8-8-5-5-5",
+        latent_norm: bool = False,
     ):
         super().__init__(quantizer=quantizer, latent_dim=latent_dim, latent_norm=latent_norm)
         if not 1 <= patch_size <= 16:
@@ -173,42 +176,7 @@ class ViT2dTokenizer(LearnedTokenizer):
         return self.from_model(x).clamp(0.0, 1.0)
 
 
-# ---- registry entries: the family, then its named sizes ---------------------------------
-@TOKENIZERS.register("vit2d")
-def vit2d(
-    *,
-    image_size: int = 256,
-    patch_size: int = 16,
-    width: int = 384,
-    depth: int = 12,
-    num_heads: int = 6,
-    decoder_width: int | None = None,
-    decoder_depth: int | None = None,
-    decoder_heads: int | None = None,
-    mlp_ratio: float = 4.0,
-    pos_emb: Literal["learned", "sincos"] = "learned",
-    latent_dim: int = 6,
-    quantizer: str = "fsq:levels=8-8-8-5-5-5",
-    latent_norm: bool = False,
-) -> ViT2dTokenizer:
-    """ViTok-style patch tokenizer (transformer encoder/decoder); any multiple of the patch size."""
-    return ViT2dTokenizer(
-        image_size=image_size,
-        patch_size=patch_size,
-        width=width,
-        depth=depth,
-        num_heads=num_heads,
-        decoder_width=decoder_width,
-        decoder_depth=decoder_depth,
-        decoder_heads=decoder_heads,
-        mlp_ratio=mlp_ratio,
-        pos_emb=pos_emb,
-        latent_dim=latent_dim,
-        quantizer=quantizer,
-        latent_norm=latent_norm,
-    )
-
-
+# ---- registry entries: the family is the class above (its constructor); its named sizes ----
 TOKENIZERS.register_variant(
     "vit2d-tiny", "vit2d", image_size=32, patch_size=4, width=64, depth=2, num_heads=2, latent_dim=4,
     quantizer="fsq:levels=8-5-5-5", doc="Tiny ViT tokenizer for tests (p4 at 32x32).",

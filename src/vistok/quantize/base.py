@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -147,12 +148,21 @@ class Quantizer(nn.Module):
             (:attr:`bits_per_token`).
         index_shape_suffix: ``()`` when ``indices`` is ``[...]``, ``(K,)`` when ``[..., K]``.
         is_discrete: ``False`` for continuous bottlenecks (``indices`` is ``None``).
+        requires_spatial_input: ``True`` when the quantizer turns a whole ``[B, H, W, C]``
+            map into one index sequence (multi-scale), so one index per position is not
+            available.
+
+    Optional capabilities are declared here with their defaults, so that callers never
+    probe with ``hasattr``: :meth:`neighbours` (raises unless defined), :meth:`latent` and
+    :meth:`decode_latent` (what a continuous bottleneck stores and how it is read back;
+    the quantized output and the identity by default).
     """
 
     codebook_size: int
     bits_per_index: float
     index_shape_suffix: tuple[int, ...] = ()
     is_discrete: bool = True
+    requires_spatial_input: ClassVar[bool] = False
 
     def __init__(self, dim: int, code_dim: int) -> None:
         super().__init__()
@@ -205,6 +215,18 @@ class Quantizer(nn.Module):
         """
         with torch.autocast(device_type=indices.device.type, enabled=False):
             return self.project_out(self.embed(indices))
+
+    def latent(self, x: Tensor) -> Tensor:
+        """The continuous value a tokenizer stores for input ``x`` ``[..., dim]``.
+
+        The quantized output by default; continuous bottlenecks override it (the Gaussian's
+        mean in eval, a sample in training).
+        """
+        return self(x).quantized
+
+    def decode_latent(self, z: Tensor) -> Tensor:
+        """Stored latent (from :meth:`latent`) -> input space ``[..., dim]``; the identity by default."""
+        return z
 
     def neighbours(self, indices: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
         """The ``k`` nearest other codes of each index element, nearest first (code-space L2).

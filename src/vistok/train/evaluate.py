@@ -56,7 +56,7 @@ def reconstruct_at(
     """
     out = []
     size = images.shape[-1]
-    native = getattr(tok, "input_size", None)
+    native = tok.input_size
     for i in range(0, len(images), batch):
         x = images[i : i + batch]
         if native and native != size:

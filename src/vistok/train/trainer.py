@@ -219,7 +219,7 @@ class Trainer:
             return
         m = len(self.dataset)
         images = torch.stack([self.dataset[(2**20 + i // m, i % m)] for i in range(n)]).to(self.device)
-        size = getattr(self.model, "input_size", None)
+        size = self.model.input_size
         if size and images.shape[-1] != size:
             images = torch.nn.functional.interpolate(
                 images, size=(size, size), mode="bicubic", align_corners=False, antialias=True
@@ -241,7 +241,7 @@ class Trainer:
         return iter(loader)
 
     def _encoder_dim(self) -> tuple[int, tuple[int, int] | None]:
-        size = getattr(self.model, "input_size", None) or self.cfg.data.size
+        size = self.model.input_size or self.cfg.data.size
         with torch.no_grad():
             was = self.model.training
             self.model.eval()
@@ -281,7 +281,7 @@ class Trainer:
             self.ddp = DDP(self.module, device_ids=ids, find_unused_parameters=self.cfg.run.find_unused)
         self.perturb = (
             TokenPerturbation(self.model.quantizer, lc.perturb_k)
-            if lc.perturb_prob > 0 and getattr(self.model, "kind", "") == "discrete"
+            if lc.perturb_prob > 0 and self.model.has_neighbours
             else None
         )
         self.disc: DiscModule | None = None
@@ -336,7 +336,7 @@ class Trainer:
         images = next(self.loader_iter)
         self.micro += 1
         images = images.to(self.device, non_blocking=True)
-        if getattr(self.model, "input_size", None) and images.shape[-1] != self.model.input_size:
+        if self.model.input_size and images.shape[-1] != self.model.input_size:
             images = torch.nn.functional.interpolate(
                 images, size=(self.model.input_size,) * 2, mode="bicubic", align_corners=False, antialias=True
             ).clamp(0, 1)
@@ -464,7 +464,7 @@ class Trainer:
     # ---- outputs -----------------------------------------------------------------------
     def _fixed_grid_images(self) -> Tensor:
         n = min(self.cfg.log.grid_images, len(self.dataset))
-        size = getattr(self.model, "input_size", None) or self.cfg.data.size
+        size = self.model.input_size or self.cfg.data.size
         picks = np.linspace(0, len(self.dataset) - 1, n).round().astype(int)
         arrs = [center_crop(self.dataset.image(int(i)), size) for i in picks]
         return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0
@@ -480,12 +480,8 @@ class Trainer:
         model.eval()
         x = self._grid_images.to(self.device)
         rows = [x]
-        n = getattr(model, "max_tokens", 0)
-        counts = (
-            sorted({max(1, n // 16), max(1, n // 4), n})
-            if getattr(model, "variable_length", False)
-            else [None]
-        )
+        n = model.max_tokens or 0
+        counts = sorted({max(1, n // 16), max(1, n // 4), n}) if model.variable_length else [None]
         for k in counts:
             rows.append(model.reconstruct(x, num_tokens=k).float().clamp(0, 1))
         model.train(was)

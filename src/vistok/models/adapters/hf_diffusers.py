@@ -127,6 +127,10 @@ class DiffusersVQ(_DiffusersBase):
         """Code vectors ``[..., C]`` of ids ``[...]``."""
         return self.model.quantize.embedding.weight[ids]
 
+    @property
+    def has_neighbours(self) -> bool:
+        return True
+
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codebook entries of each id: long ``[..., k]``."""
         w = self.model.quantize.embedding.weight.float()
