@@ -71,7 +71,7 @@ class ItemResult:
     rob_note: str | None = None
     budget: int | None = None
     row: dict[str, Any] = field(default_factory=dict)
-    _back: np.ndarray | None = None
+    _back: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def back(self) -> np.ndarray:
         """The reconstruction in the original geometry, uint8 ``[H, W, 3]`` (annotation

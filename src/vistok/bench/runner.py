@@ -4,6 +4,11 @@ A *point* is one tokenizer setting (a spec, and a token count for variable-lengt
 tokenizers). Each point's results are written atomically to ``points/<key>.json`` as
 soon as it finishes, so an interrupted run resumes where it stopped. Under torchrun the
 points are split across ranks and rank 0 merges them.
+
+One point is three steps: each image -> an :class:`~vistok.bench.items.ItemResult`
+(load, fit, code or read the resume cache, perturb, save; :mod:`vistok.bench.items`); each
+result -> every suite's accumulator (:mod:`vistok.bench.suites`, metrics from the
+registry); the point's record (:func:`_record`, then each suite's part).
 """
 
 from __future__ import annotations
@@ -36,13 +41,11 @@ from vistok.bench.points import (
     resolve_budget,
 )
 from vistok.bench.protocol import PROTOCOL_VERSION, Protocol
-from vistok.bench.suites import PointContext, _peak_rss_mb, describe_metrics, open_suites
+from vistok.bench.suites import PointContext, describe_metrics, open_suites, peak_rss_mb
 from vistok.data.images import ImageLoadError, load_image_uint8
 from vistok.models.codecs import ImageCodec
 from vistok.tokenizer import Tokenizer
 from vistok.utils.io import atomic_write_text
-
-_METRIC_BATCH = 8
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -416,7 +419,7 @@ def run_bench(
         "environment": environment(cfg),
         "points": [json.loads(run.path(p).read_text()) for p in ordered],
         "wall_s": time.perf_counter() - t0,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "shards": world,
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float) + "\n")
