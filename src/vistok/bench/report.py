@@ -381,7 +381,7 @@ def _strips_html(results: dict[str, Any]) -> list[str]:
 def _fd_sentence(label: str) -> str:
     if label == FD_COLUMN:
         return "FD is computed on ImageNet MobileNetV2 features (labelled FD-MobileNetV2; it is not rFID). "
-    return f"FD is the Fréchet distance of {label} features (labelled {label}). "
+    return f"FD is the Fréchet distance of deep features, labelled {label} (the metric's own name). "
 
 
 def leaderboard(paths: list[str | Path]) -> str:
