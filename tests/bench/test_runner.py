@@ -93,10 +93,11 @@ def test_folder_without_annotations_and_bad_file(tmp_path: Path, photo: np.ndarr
 def test_missing_optional_dependency_is_a_reason_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vistok.bench.metrics.text as text_mod
+    import vistok.bench.metrics  # noqa: F401 - registers the metrics
+    from vistok.registry import METRICS
 
     monkeypatch.setattr(
-        text_mod, "text_available", lambda: "rapidocr is not installed (pip install vistok[bench])"
+        METRICS.get("text"), "available", lambda: "rapidocr is not installed (pip install vistok[bench])"
     )
     data = samples_data(("text",)).subset(1)
     res = run_bench(["png"], data, BenchConfig(suites=("text",)), tmp_path, sweep=False, progress=False)
@@ -133,12 +134,11 @@ def test_cli_bench_and_report_merge(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_perturbation_swaps_about_alpha_of_tokens_for_near_codes() -> None:
     import torch
 
-    from vistok.bench.runner import _perturb
+    from vistok.bench.items import Perturbation, perturb
 
     tok = vistok.create("conv2d-tiny:quantizer=[vq:codebook_size=64]")
     tokens = tok.encode(torch.rand(2, 3, 64, 64))
-    cfg = BenchConfig(robust_alpha=0.25, robust_delta=3)
-    pert, note = _perturb(tok, tokens, cfg, torch.Generator().manual_seed(0))
+    pert, note = perturb(tok, tokens, Perturbation(alpha=0.25, delta=3), torch.Generator().manual_seed(0))
     changed = pert.ids != tokens.ids
     assert 0.15 < changed.double().mean() < 0.35 and "alpha=0.25" in note
     nb = tok.neighbours(tokens.ids, 3)
@@ -149,7 +149,7 @@ def test_perturbation_swaps_about_alpha_of_tokens_for_near_codes() -> None:
 def test_codebook_use_known_answer() -> None:
     import torch
 
-    from vistok.bench.runner import _Codebook
+    from vistok.bench.suites import _CodebookCounts as _Codebook
 
     cb = _Codebook(4)
     cb.add(torch.tensor([[0, 1, 2, 3, 9, 9]]), torch.tensor([4]))  # ids past the length are padding

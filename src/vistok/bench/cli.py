@@ -37,11 +37,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.equal_bytes is None and default_run:
         equal_bytes = list(DEFAULT_EQUAL_BYTES)
     equal_bytes = [s for s in equal_bytes if s.lower() != "none"]
-    try:
-        data = load_data(args.data, args.annotations).subset(args.limit)
-    except (ValueError, FileNotFoundError) as e:
-        raise UsageError(str(e)) from None
-    suites = tuple(args.suites.split(",")) if args.suites else BenchConfig.suites
+    suites = (
+        tuple(n.strip() for n in args.suites.split(",") if n.strip()) if args.suites else BenchConfig.suites
+    )
     cfg = BenchConfig(
         protocol=Protocol(size=args.size, pad_mode=args.pad),
         suites=suites,
@@ -49,6 +47,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
+    try:
+        cfg.validate()  # unknown suites or feature networks: "did you mean", before any work
+        data = load_data(args.data, args.annotations).subset(args.limit)
+    except (ValueError, FileNotFoundError) as e:  # SpecError is a ValueError
+        raise UsageError(str(e)) from None
     out = Path(args.output) / (args.name or time.strftime("run-%Y%m%d-%H%M%S"))
     import vistok
 
@@ -126,7 +129,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--annotations", action="append", help="text/face annotation JSON for --data DIR")
     p.add_argument("--size", type=int, default=256, help="evaluation size (256, 512, 1024)")
     p.add_argument("--pad", choices=["reflect", "constant", "edge"], default="reflect")
-    p.add_argument("--suites", default=None, help="comma list of recon,text,face,codebook,robustness,speed")
+    p.add_argument(
+        "--suites",
+        default=None,
+        help="comma list of recon,text,face,codebook,robustness,speed (default: all)",
+    )
     p.add_argument("--features", default="mobilenet_v2", help="FD feature network (mobilenet_v2 | inception)")
     p.add_argument("--no-sweep", action="store_true", help="use each spec as given (no quality/token sweep)")
     p.add_argument("--limit", type=int, default=None, help="at most N images of each kind (quick runs)")

@@ -1,7 +1,7 @@
 """Human reports of bench results: ``report.md`` and a self-contained ``report.html``.
 
 Plots: rate–distortion curves (bpp against PSNR, FD, text accuracy, face distance) with
-one line per tokenizer family (dashed: a codec at a tokenizer's own bytes, "equal bytes"),
+one line per curve (:func:`vistok.bench.points.curve_key`; dashed: a codec at a tokenizer's own bytes, "equal bytes"),
 and per-bucket bars for text and faces. Equal-bytes points also get their own table: each
 learned point next to the codecs at its per-image bytes.
 """
@@ -17,9 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from vistok.bench.points import curve_key
 from vistok.utils.io import atomic_write_text
 
-__all__ = ["leaderboard", "load_results", "summary_rows", "write_report"]
+__all__ = ["columns", "fd_label", "leaderboard", "load_results", "summary_rows", "write_report"]
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -64,12 +65,38 @@ COLUMNS: list[tuple[str, tuple[str, ...], str]] = [
 ]
 
 
+FD_COLUMN = "FD-MobileNetV2"  # the FD column's header in COLUMNS: replaced by the run's FD label
+
+
+def fd_label(results: dict[str, Any]) -> str:
+    """How this run names its Fréchet distance: the metric's own label from ``results.json``
+    (``FD-MobileNetV2``, ``FID-InceptionV3``); older results: from the feature network."""
+    label = results.get("metrics", {}).get("fd", {}).get("label")
+    if label:
+        return str(label)
+    return "FID-InceptionV3" if results.get("config", {}).get("fd_features") == "inception" else FD_COLUMN
+
+
+def columns(results: dict[str, Any]) -> list[tuple[str, tuple[str, ...], str]]:
+    """:data:`COLUMNS` with this run's FD label, then one column per other registered recon
+    metric the run recorded (``results["metrics"]``), headed by its label."""
+    fd = fd_label(results)
+    cols = [(fd if name == FD_COLUMN else name, keys, f) for name, keys, f in COLUMNS]
+    known = {keys[1] for _, keys, _ in COLUMNS if keys[0] == "recon"}
+    for name, info in results.get("metrics", {}).items():
+        if info.get("suite") == "recon" and name not in known:
+            keys = ("recon", name) if info.get("per_image") else ("recon", name, info.get("primary", name))
+            cols.append((info.get("label") or name, keys, "{:.4g}"))
+    return cols
+
+
 def _family(point: dict[str, Any]) -> str:
-    """The series a point belongs to: codec family, learned spec, or ``codec @= spec``."""
+    """The curve a point belongs to: its record's ``curve`` (:func:`curve_key`; computed
+    from the spec for results written before curves were recorded)."""
+    if point.get("curve"):
+        return str(point["curve"])
     eq = point.get("equal_bytes")
-    if eq:  # one series per codec and reference tokenizer: pairs each point with its codec
-        return f"{point['spec']} @= {eq['reference_spec']}"
-    return point["spec"].split(":")[0] if point.get("num_tokens") is None else point["spec"]
+    return curve_key(point["spec"], equal_bytes_reference=eq["reference_spec"] if eq else None)
 
 
 def _measured(point: dict[str, Any]) -> bool:
@@ -78,13 +105,14 @@ def _measured(point: dict[str, Any]) -> bool:
 
 
 def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per measured point: label, family and every column of :data:`COLUMNS`."""
+    """One flat row per measured point: label, curve (``family``) and every column of
+    :func:`columns`."""
     rows = []
     for p in results["points"]:
         if not _measured(p):
             continue  # listed in the equal-bytes table with the reason
         row: dict[str, Any] = {"point": p["point"], "family": _family(p)}
-        for name, keys, _ in COLUMNS:
+        for name, keys, _ in columns(results):
             row[name] = _get(p, *keys)
         rows.append(row)
     return rows
@@ -94,11 +122,11 @@ def _fmt(v: float, f: str) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)
 
 
-def _table_md(rows: list[dict[str, Any]], first: str = "point") -> str:
-    head = [first] + [c[0] for c in COLUMNS]
+def _table_md(rows: list[dict[str, Any]], cols: list[tuple[str, tuple[str, ...], str]]) -> str:
+    head = ["point"] + [c[0] for c in cols]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        out.append("| " + " | ".join([r[first]] + [_fmt(r[c[0]], c[2]) for c in COLUMNS]) + " |")
+        out.append("| " + " | ".join([r["point"]] + [_fmt(r.get(c[0], math.nan), c[2]) for c in cols]) + " |")
     return "\n".join(out)
 
 
@@ -119,9 +147,10 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
     by_family: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_family[r["family"]].append(r)
+    fd = fd_label(results)
     panels = [
         ("PSNR", "PSNR (dB) ↑"),
-        ("FD-MobileNetV2", "FD-MobileNetV2 ↓"),
+        (fd, f"{fd} ↓"),
         ("T-ACC", "text word accuracy ↑"),
         ("face dist", "face identity distance ↓"),
     ]
@@ -173,15 +202,20 @@ def _plots(results: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-EQUAL_COLUMNS = ["bpp", "PSNR", "SSIM", "FD-MobileNetV2", "T-ACC", "face dist"]
+EQUAL_COLUMNS = ["bpp", "PSNR", "SSIM", FD_COLUMN, "T-ACC", "face dist"]
+
+
+def _equal_columns(results: dict[str, Any]) -> list[str]:
+    return [fd_label(results) if c == FD_COLUMN else c for c in EQUAL_COLUMNS]
 
 
 def equal_bytes_rows(results: dict[str, Any]) -> list[list[str]]:
     """Rows of the equal-bytes table: each learned point that has equal-bytes points, then
     those codec points. Columns: point, bytes/image, :data:`EQUAL_COLUMNS`, images, over budget."""
     by_label = {p["point"]: p for p in results["points"]}
-    keys = {name: k for name, k, _ in COLUMNS}
-    fmt = {name: f for name, _, f in COLUMNS}
+    cols = columns(results)
+    keys = {name: k for name, k, _ in cols}
+    fmt = {name: f for name, _, f in cols}
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in results["points"]:
         if p.get("equal_bytes"):
@@ -200,16 +234,17 @@ def equal_bytes_rows(results: dict[str, Any]) -> list[list[str]]:
                     [p["point"], f"≤ {budget:.0f}"] + ["–"] * len(EQUAL_COLUMNS) + ["0", eq["not_run"]]
                 )
                 continue
-            cells = [_fmt(_get(p, *keys[n]), fmt[n]) for n in EQUAL_COLUMNS]
+            cells = [_fmt(_get(p, *keys[n]), fmt[n]) for n in _equal_columns(results)]
             over = f"{eq.get('over_budget', 0)} of {p.get('images', 0)}" if eq else ""
             out.append([p["point"], nbytes, *cells, str(p.get("images", "")), over])
     return out
 
 
-_EQUAL_HEAD = ["point", "bytes/image", *EQUAL_COLUMNS, "images", "files over budget"]
+def _equal_head(results: dict[str, Any]) -> list[str]:
+    return ["point", "bytes/image", *_equal_columns(results), "images", "files over budget"]
 
 
-def _equal_bytes_md(rows: list[list[str]]) -> list[str]:
+def _equal_bytes_md(rows: list[list[str]], head: list[str]) -> list[str]:
     if not rows:
         return []
     return [
@@ -219,8 +254,8 @@ def _equal_bytes_md(rows: list[list[str]]) -> list[str]:
         "budget (thumbnail: never over; full-size codecs: lowest quality when nothing fits, counted "
         "as over budget, with their true rate).",
         "",
-        "| " + " | ".join(_EQUAL_HEAD) + " |",
-        "|" + "---|" * len(_EQUAL_HEAD),
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
         *["| " + " | ".join(r) + " |" for r in rows],
         "",
     ]
@@ -265,15 +300,16 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pa
         f"vistok {env['vistok']}, torch {env['libraries']['torch']}, {env['threads']} threads on {env['device']}. "
         f"Wall time {results['wall_s']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB.",
         "",
-        "FD is computed on ImageNet MobileNetV2 features (labelled FD-MobileNetV2; it is not rFID). "
-        "Text: OCR word accuracy (T-ACC) and 1 − normalized edit distance (T-NED), unweighted mean over "
+        _fd_sentence(fd_label(results))
+        + "Text: OCR word accuracy (T-ACC) and 1 − normalized edit distance (T-NED), unweighted mean over "
         "size buckets. Faces: dlib identity distance (lower is better) and the share under 0.6.",
         "",
-        _table_md(rows),
+        _table_md(rows, columns(results)),
         "",
     ]
     eq_rows = equal_bytes_rows(results)
-    md += _equal_bytes_md(eq_rows)
+    eq_head = _equal_head(results)
+    md += _equal_bytes_md(eq_rows, eq_head)
     notes = _notes(results)
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -291,15 +327,18 @@ def write_report(results: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pa
         f"<p>{html.escape(md[2].replace('**', ''))}</p>",
         f"<p>{html.escape(md[4])}</p>",
     ]
-    head = ["point"] + [c[0] for c in COLUMNS]
+    cols = columns(results)
+    head = ["point"] + [c[0] for c in cols]
     parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
     for r in rows:
-        cells = [html.escape(r["point"])] + [_fmt(r[c[0]], c[2]) for c in COLUMNS]
+        cells = [html.escape(r["point"])] + [_fmt(r[c[0]], c[2]) for c in cols]
         parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
     if eq_rows:
-        parts.append(f"<h2>Equal bytes</h2><p>{html.escape(_equal_bytes_md(eq_rows)[2])}</p><table><tr>")
-        parts.append("".join(f"<th>{html.escape(h)}</th>" for h in _EQUAL_HEAD) + "</tr>")
+        parts.append(
+            f"<h2>Equal bytes</h2><p>{html.escape(_equal_bytes_md(eq_rows, eq_head)[2])}</p><table><tr>"
+        )
+        parts.append("".join(f"<th>{html.escape(h)}</th>" for h in eq_head) + "</tr>")
         for r in eq_rows:
             parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
         parts.append("</table>")
@@ -339,13 +378,24 @@ def _strips_html(results: dict[str, Any]) -> list[str]:
     return parts
 
 
+def _fd_sentence(label: str) -> str:
+    if label == FD_COLUMN:
+        return "FD is computed on ImageNet MobileNetV2 features (labelled FD-MobileNetV2; it is not rFID). "
+    return f"FD is the Fréchet distance of deep features, labelled {label} (the metric's own name). "
+
+
 def leaderboard(paths: list[str | Path]) -> str:
-    """Merge several runs into one markdown leaderboard (rows sorted by family, then bpp)."""
-    rows = []
+    """Merge several runs into one markdown leaderboard (rows sorted by curve, then bpp).
+
+    Columns are the union of the runs' columns (runs with different FD networks get one FD
+    column each, never one column mixing them)."""
+    rows: list[dict[str, Any]] = []
+    cols: list[tuple[str, tuple[str, ...], str]] = []
     for p in paths:
         res = load_results(p)
+        cols += [c for c in columns(res) if c[0] not in {x[0] for x in cols}]
         for r in summary_rows(res):
             r["point"] = f"{r['point']} ({Path(p).name})"
             rows.append(r)
     rows.sort(key=lambda r: (r["family"], r["bpp"]))
-    return "# vistok leaderboard\n\n" + _table_md(rows) + "\n"
+    return "# vistok leaderboard\n\n" + _table_md(rows, cols) + "\n"

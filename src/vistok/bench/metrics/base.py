@@ -18,7 +18,17 @@ Every accumulator has:
 - ``compute() -> dict[str, float]``: plain floats (``nan`` where nothing was seen);
   the headline value is under the key ``primary``;
 - ``reset()``;
-- ``higher_is_better``: the direction of the ``primary`` value.
+- ``higher_is_better``: the direction of the ``primary`` value;
+- ``label``: how reports name the ``primary`` value (``"FD-MobileNetV2"``);
+- ``suite``: the ``vistok bench`` suite that runs it (``recon``, ``text``, ``face``), and
+  ``annotations``: the per-image annotations its ``update`` needs (``"words"``,
+  ``"faces"``; empty: none).
+
+*Per-image* metrics (``per_image = True``: PSNR, SSIM, MS-SSIM) also give one value per
+image, ``scores(originals, reconstructions) -> [B]``, which the bench writes into each
+image's row, and summarize a list of them with ``mean_of``. Adding a metric to the bench is
+one file: a class with these attributes, registered in :data:`vistok.registry.METRICS`
+(and imported by this package); the bench finds it by its ``suite``.
 """
 
 from __future__ import annotations
@@ -76,6 +86,20 @@ class Metric:
     name: ClassVar[str] = "metric"
     primary: ClassVar[str] = "metric"
     higher_is_better: ClassVar[bool] = True
+    suite: ClassVar[str] = "recon"
+    annotations: ClassVar[str] = ""
+    per_image: ClassVar[bool] = False
+    label: str = ""  # how reports name the primary value ("" : the registry name)
+
+    def scores(self, originals: Tensor, reconstructions: Tensor) -> Tensor:
+        """Per-image metrics: float ``[B]``, one value per image pair (not accumulated)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a per-image metric")
+
+    def mean_of(self, values: Sequence[float]) -> float:
+        """Per-image metrics: the summary of per-image values (mean over the finite-or-inf
+        values, ``nan`` ignored; ``nan`` when none)."""
+        kept = [v for v in values if not math.isnan(v)]
+        return float(np.mean(kept)) if kept else math.nan
 
     def update(
         self, originals: Tensor, reconstructions: Tensor, annotations: Sequence[Any] | None = None

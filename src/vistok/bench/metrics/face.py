@@ -287,8 +287,10 @@ class FaceAccumulator(Metric):
     ``n_annotated_landmarks``. :meth:`records` gives every face's result.
     """
 
-    name = "face"
+    name = suite = "face"
     primary = "face_dist"
+    label = "face dist"
+    annotations = "faces"
     higher_is_better = False
 
     def __init__(

@@ -41,9 +41,9 @@ import copy
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +52,7 @@ from torch import Tensor
 from vistok.bench.metrics.base import MeanAccumulator, Metric, check_pair
 from vistok.bench.metrics.inception import FID_WEIGHTS_NAME, FIDInceptionV3, load_fid_inception
 from vistok.nn.mobilenet import STAGE_ENDS, MobileNetV2, imagenet_normalize, mobilenet_v2_imagenet
-from vistok.registry import METRICS
+from vistok.registry import METRICS, Registry
 from vistok.utils.threads import torch_threads
 
 __all__ = [
@@ -256,17 +256,19 @@ class InceptionExtractor(FeatureExtractor):
         return self._net(device)(images.to(device, torch.float32)).float()
 
 
-EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {
-    "mobilenet_v2": MobileNetV2Extractor,
-    "inception": InceptionExtractor,
-}
+# The feature networks by name (``--features``); an unknown name gets "did you mean".
+EXTRACTORS: Registry[FeatureExtractor] = Registry("feature extractor")
+EXTRACTORS.register("mobilenet_v2")(MobileNetV2Extractor)
+EXTRACTORS.register("inception")(InceptionExtractor)
 
 
 def create_extractor(name: str = "mobilenet_v2", **kwargs: Any) -> FeatureExtractor:
-    """Build a feature extractor by name (``mobilenet_v2`` or ``inception``)."""
-    if name not in EXTRACTORS:
-        raise ValueError(f"unknown feature extractor {name!r}; valid: {', '.join(sorted(EXTRACTORS))}")
-    return EXTRACTORS[name](**kwargs)
+    """Build a feature extractor by name (``mobilenet_v2`` or ``inception``).
+
+    Raises:
+        SpecError: an unknown name, with close matches and the valid names.
+    """
+    return EXTRACTORS.get(name).factory(**kwargs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -401,17 +403,21 @@ class DFDMetric(Metric):
 @METRICS.register("fd")
 def _fd_metric(
     *,
-    extractor: Literal["mobilenet_v2", "inception"] = "mobilenet_v2",
+    extractor: str = "mobilenet_v2",
     weights: str | None = None,
     device: str | None = None,
 ) -> FrechetAccumulator:
-    """Fréchet distance of deep features (default FD-MobileNetV2; 'inception' needs user weights)."""
+    """Fréchet distance of deep features (default FD-MobileNetV2; 'inception' needs user weights).
+
+    ``extractor`` names an entry of :data:`EXTRACTORS`; ``weights`` goes to extractors that
+    take it (``inception``)."""
+    entry = EXTRACTORS.get(extractor)  # unknown: "did you mean" and the valid names
     kwargs: dict[str, Any] = {"device": device}
-    if extractor == "inception":
+    if "weights" in entry.params:
         kwargs["weights"] = weights
     elif weights is not None:
-        raise ValueError(f"weights= is only for the 'inception' extractor, not {extractor!r}")
-    return FrechetAccumulator(create_extractor(extractor, **kwargs))
+        raise ValueError(f"weights= is only for extractors with weights (inception), not {extractor!r}")
+    return FrechetAccumulator(entry.factory(**kwargs))
 
 
 @METRICS.register("dfd")

@@ -197,6 +197,8 @@ def ms_ssim(
 class _MeanMetric(Metric):
     """Mean (and population std) of a per-image score over everything seen."""
 
+    per_image = True
+
     def __init__(self) -> None:
         self.acc = MeanAccumulator()
 
@@ -225,6 +227,7 @@ class PSNRMetric(_MeanMetric):
     identical images (PSNR = +inf) do not make the mean infinite; ``n_capped`` counts them."""
 
     name = primary = "psnr"
+    label = "PSNR"
     higher_is_better = True
 
     def __init__(self, *, data_range: float = 1.0, max_db: float = 100.0) -> None:
@@ -240,9 +243,17 @@ class PSNRMetric(_MeanMetric):
         self.n_capped = 0
 
     def _scores(self, originals: Tensor, reconstructions: Tensor) -> Tensor:
-        p = psnr(originals, reconstructions, self.data_range)
+        p = self.scores(originals, reconstructions)
         self.n_capped += int((p > self.max_db).sum())
         return p.clamp(max=self.max_db)
+
+    def scores(self, originals: Tensor, reconstructions: Tensor) -> Tensor:
+        """float64 ``[B]`` PSNR in dB, ``inf`` for identical images (not capped)."""
+        return psnr(originals, reconstructions, self.data_range)
+
+    def mean_of(self, values: Sequence[float]) -> float:
+        """Mean with each value capped at ``max_db`` (identical images give ``inf``)."""
+        return super().mean_of([min(v, self.max_db) for v in values])
 
     def compute(self) -> dict[str, float]:
         return {**super().compute(), "n_capped": float(self.n_capped), "max_db": self.max_db}
@@ -252,6 +263,7 @@ class SSIMMetric(_MeanMetric):
     """Mean per-image SSIM (see :func:`ssim`)."""
 
     name = primary = "ssim"
+    label = "SSIM"
     higher_is_better = True
 
     def __init__(self, *, data_range: float = 1.0) -> None:
@@ -261,11 +273,14 @@ class SSIMMetric(_MeanMetric):
     def _scores(self, originals: Tensor, reconstructions: Tensor) -> Tensor:
         return ssim(originals, reconstructions, self.data_range)
 
+    scores = _scores
+
 
 class MSSSIMMetric(_MeanMetric):
     """Mean per-image MS-SSIM (see :func:`ms_ssim`)."""
 
     name = primary = "ms_ssim"
+    label = "MS-SSIM"
     higher_is_better = True
 
     def __init__(self, *, data_range: float = 1.0) -> None:
@@ -274,6 +289,8 @@ class MSSSIMMetric(_MeanMetric):
 
     def _scores(self, originals: Tensor, reconstructions: Tensor) -> Tensor:
         return ms_ssim(originals, reconstructions, self.data_range)
+
+    scores = _scores
 
 
 @METRICS.register("psnr")

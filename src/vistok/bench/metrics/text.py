@@ -246,8 +246,10 @@ class TextAccumulator(Metric):
     :meth:`records` gives every word's result.
     """
 
-    name = "text"
+    name = suite = "text"
     primary = "t_acc"
+    label = "T-ACC"
+    annotations = "words"
     higher_is_better = True
 
     def __init__(

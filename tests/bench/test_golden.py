@@ -1,0 +1,35 @@
+"""The runner's numbers against a run made before it was split into items, suites and a
+summary (``data/golden_runner.json``, written by the pre-split code on this configuration):
+every number but the timings must come out the same."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from golden import numbers
+
+from vistok.bench.data import samples_data
+from vistok.bench.runner import BenchConfig, run_bench
+
+GOLDEN = Path(__file__).parent / "data" / "golden_runner.json"
+
+
+@pytest.mark.slow
+def test_runner_numbers_equal_the_pre_split_runner(tmp_path: Path) -> None:
+    data = samples_data(("photos",)).subset(2)
+    cfg = BenchConfig(suites=("recon", "codebook", "robustness"))
+    res = run_bench(
+        ["jpeg:quality=30", "vistok-pca", "vistok-f8"], data, cfg, tmp_path, sweep=False, progress=False
+    )
+    assert res is not None
+    got, want = numbers(res), json.loads(GOLDEN.read_text())
+    assert sorted(got) == sorted(want)
+    for key, value in want.items():
+        if isinstance(value, float) and math.isfinite(value):
+            # the same code path and inputs: equal up to float noise between CPUs
+            assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        else:
+            assert got[key] == value, key
