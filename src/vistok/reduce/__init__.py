@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import nn
 
-from vistok.reduce import divprune, dymu, evit, kcenter, matryoshka, pool, random_prune, tome  # noqa: F401  (registers)
+from vistok.reduce import divprune, dymu, evit, hosts, kcenter, matryoshka, pool, random_prune, tome  # noqa: F401
 from vistok.reduce.base import REDUCERS, LayerContext, Reducer
 from vistok.reduce.patch import ReductionHandle, apply_reducer, get_handle, remove
 

@@ -11,6 +11,8 @@ actually kept.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor
 
@@ -35,7 +37,7 @@ def nested_pool(x: Tensor, grid: tuple[int, int]) -> list[Tensor]:
     nested scale, each the (area-weighted) average of its 2 x 2 children in the finer set."""
     sets, sizes = [x], torch.ones(x.shape[:2], device=x.device, dtype=x.dtype)
     scales = nested_scales(grid)
-    for fine, coarse in zip(scales, scales[1:]):
+    for fine, coarse in itertools.pairwise(scales):
         idx = grid_assign(fine, coarse, x.device).expand(x.shape[0], -1)
         prev = sets[-1]
         m = coarse[0] * coarse[1]
@@ -70,7 +72,7 @@ class Matryoshka(Reducer):
         target = self.scale(grid)
         # compose the nested assignments so each patch lands in its ancestor at `target`
         assign = torch.arange(grid[0] * grid[1], device=ctx.x.device)
-        for fine, coarse in zip(scales, scales[1:]):
+        for fine, coarse in itertools.pairwise(scales):
             if fine == target:
                 break
             assign = grid_assign(fine, coarse, ctx.x.device)[assign]

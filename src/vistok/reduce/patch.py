@@ -42,6 +42,8 @@ class ReductionHandle:
     def __init__(self, model: nn.Module, host: Host, reducer: Reducer):
         self.model, self.host, self.reducer = model, host, reducer
         self.state: TokenState | None = None
+        # (attention tokens, MLP tokens) per block in the last forward, padding included
+        self.trace: list[tuple[int, int]] = []
         self._plans: dict[int, list[int]] = {}
         self._plan: list[int] = []
         self._capture = False
@@ -107,8 +109,10 @@ class ReductionHandle:
             if lay.attn_tuple:
                 h = h[0]
             x = x + (drop(h) if drop is not None else h)
+            n_attn = x.shape[1]
             if remove > 0:
                 x = self._reduce(i, x, remove, bias)
+            self.trace.append((n_attn, x.shape[1]))
             h = mlp(norm2(x))
             return x + (drop(h) if drop is not None else h)
 
@@ -123,6 +127,7 @@ class ReductionHandle:
         if n not in self._plans:
             self._plans[n] = self.reducer.plan(n, len(h.layers))
         self._plan = self._plans[n]
+        self.trace = []
 
     def _remove_at(self, i: int, x: Tensor) -> int:
         n = x.shape[1] - self.host.prefix - self.host.suffix
