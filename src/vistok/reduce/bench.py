@@ -135,6 +135,7 @@ def speed(
         rows.append({
             "method": cfg[0], **cfg[1], "speedup": best["unreduced"] / best[_label(cfg)],
             "flops_ratio": base_flops / block_flops(trace, dim, mlp), "tokens_out": real,
+            "token_layers_ratio": n0 * len(trace) / sum(a for a, _ in trace),
             "kept_fraction": (real - 1) / (n0 - 1), "seconds": best[_label(cfg)],
         })  # fmt: skip
     rows.append({"method": "unreduced", "seconds": best["unreduced"], "speedup": 1.0, "flops_ratio": 1.0})

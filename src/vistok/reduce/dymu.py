@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
 from vistok.reduce._bipartite import bipartite_scores, merge_decision
 from vistok.reduce._state import Reduction
 from vistok.reduce.base import REDUCERS, LayerContext, Reducer, compact, spread_plan
@@ -75,10 +73,6 @@ class DyMU(Reducer):
         merged = best > tau
         assign, m = compact(*merge_decision(merged, match, n))
         return Reduction(assign, m)
-
-    def counts(self, size: torch.Tensor) -> torch.Tensor:
-        """Long ``[B]``: real (non-padding) tokens per image from a state's ``size [B, N]``."""
-        return (size > 0).sum(1)
 
 
 @REDUCERS.register("dymu")
