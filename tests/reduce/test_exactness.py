@@ -121,3 +121,21 @@ def test_import_does_not_import_transformers() -> None:
     code = "import sys, vistok, vistok.reduce.bench; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_shipped_vistok_1d_encoder() -> None:
+    """The shipped latent1d-grid model: grid tokens reduced, its 256 latent tokens kept."""
+    import vistok
+
+    tok = vistok.create("vistok-1d").eval()
+    x = torch.rand(1, 3, tok.input_size, tok.input_size, generator=torch.Generator().manual_seed(6))
+    ref = tok.encode(x).ids
+    for m in ("tome", "random"):
+        vr.apply(tok, m, keep=1.0)
+        assert torch.equal(tok.encode(x).ids, ref), m
+        vr.remove(tok)
+        handle = vr.apply(tok, m, keep=0.75)
+        ids = tok.encode(x).ids
+        vr.remove(tok)
+        assert ids is not None and ids.shape == ref.shape
+        assert handle.trace[-1][1] - tok.num_latent == 48  # 64 grid tokens -> 48
