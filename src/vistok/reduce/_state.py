@@ -113,18 +113,22 @@ class TokenState:
         return None if self.size is None else self.size > 0
 
     def apply(self, x: Tensor, red: Reduction) -> Tensor:
-        """Reduce the middle of ``x [B, N, D]`` by ``red``; returns ``[B, prefix + m + suffix, D]``."""
+        """Reduce the middle of ``x [B, N, D]`` by ``red``; returns ``[B, prefix + m + suffix, D]``.
+
+        One ``scatter_add`` over the whole sequence (protected tokens map to their own
+        slots), so no slicing and concatenating of the features.
+        """
         b, n, _ = x.shape
         p, s = self.prefix, self.suffix
         size = self.sizes(x)
-        mid, mid_size = merge_tokens(self.middle(x), size[:, p : n - s], red)
-        out = torch.cat([x[:, :p], mid, x[:, n - s :]], dim=1)
-        new_size = torch.cat([size[:, :p], mid_size, size[:, n - s :]], dim=1)
+        mid = size[:, p : n - s]
+        ar = torch.arange(n, device=x.device).expand(b, n)
+        assign = torch.cat([ar[:, :p], p + red.assign, ar[:, n - s :] - (n - s) + p + red.m], dim=1)
+        weight = torch.cat([size[:, :p], mid if red.weight is None else red.weight, size[:, n - s :]], dim=1)
+        mass = torch.cat([size[:, :p], mid if red.mass is None else red.mass, size[:, n - s :]], dim=1)
+        out, new_size = merge_tokens(x, size, Reduction(assign, p + red.m + s, weight, mass))
         self.size = None if bool((new_size == 1).all()) else new_size
         if self.source is not None:
-            # where each current token goes: prefix stays, middle -> p + slot, suffix shifts
-            ar = torch.arange(n, device=x.device).expand(b, n)
-            new_index = torch.cat([ar[:, :p], p + red.assign, ar[:, n - s :] - (n - s) + p + red.m], dim=1)
-            self.source = new_index.gather(1, self.source)
+            self.source = assign.gather(1, self.source)  # where each input token is now
         self.reductions += 1
         return out
