@@ -28,3 +28,19 @@ def test_cli_registers_reduce_bench() -> None:
 
     args = build_parser().parse_args(["reduce-bench", "--methods", "tome", "--keeps", "0.5", "--no-vistok"])
     assert args.methods == ["tome"] and args.keeps == [0.5] and args.no_vistok and args.threads == 2
+
+
+def test_markdown_report() -> None:
+    from vistok.reduce.bench import markdown
+
+    result = {
+        "threads": 2, "torch": "x", "fidelity_note": "no --weights given",
+        "speed": {"model": "m", "batch": 1, "size": 224, "rounds": 1, "rows": [
+            {"method": "tome", "r": 13, "kept_fraction": 0.2, "speedup": 1.6, "flops_ratio": 1.7, "token_layers_ratio": 1.57},
+            {"method": "unreduced", "seconds": 1.0, "speedup": 1.0, "flops_ratio": 1.0},
+        ]},
+        "exactness": {"sdpa": {"tome": True}, "eager": {"tome": False}},
+    }  # fmt: skip
+    text = markdown(result)
+    assert "| tome | r=13 | 0.20 | 1.60 | 1.70 | 1.57 |" in text
+    assert "sdpa: 1/1 methods, eager: 0/1 methods" in text

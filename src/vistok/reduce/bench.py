@@ -39,7 +39,7 @@ import vistok.reduce as vr
 from vistok.utils.io import atomic_write_text
 from vistok.utils.threads import torch_threads
 
-__all__ = ["add_command", "block_flops", "photos", "run"]
+__all__ = ["add_command", "block_flops", "markdown", "photos", "run"]
 
 Config = tuple[str, dict[str, Any]]
 
@@ -360,6 +360,52 @@ def _print(result: dict[str, Any]) -> None:
                   f"({r['delta_psnr']:+.3f} dB)  encode x{r['encode_speedup']:.2f}")  # fmt: skip
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The results as Markdown tables (the human report next to the JSON)."""
+    sp = result["speed"]
+    lines = [
+        f"Speed: {sp['model']}, batch {sp['batch']}, {sp['size']}x{sp['size']}, {result['threads']} threads, "
+        f"best of {sp['rounds']} interleaved rounds; torch {result['torch']}.",
+        "",
+        "| method | setting | tokens kept (last block) | speed-up | FLOPs ratio | token-layer ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sp["rows"]:
+        if r["method"] == "unreduced":
+            lines.append(f"| unreduced | | 1.00 | 1.00 ({r['seconds']:.2f} s) | 1.00 | 1.00 |")
+            continue
+        setting = f"r={r['r']}" if "r" in r else f"keep={r['keep']}"
+        tl = r.get("token_layers_ratio")
+        lines.append(
+            f"| {r['method']} | {setting} | {r['kept_fraction']:.2f} | {r['speedup']:.2f} | {r['flops_ratio']:.2f} "
+            f"| {'' if tl is None else f'{tl:.2f}'} |"
+        )
+    ex = result["exactness"]
+    lines += ["", "Bit-identical to the unreduced model at keep = 1: "
+              + ", ".join(f"{attn}: {sum(v.values())}/{len(v)} methods" for attn, v in ex.items()), ""]  # fmt: skip
+    if "fidelity" in result:
+        f = result["fidelity"]
+        lines += [f"Fidelity ({f['model']}, {f['images']} photos): cosine of pooled embeddings", "",
+                  "| method | keep | mean | min |", "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {r['method']} | {r['keep']} | {r['cosine_mean']:.4f} | {r['cosine_min']:.4f} |"
+            for r in f["rows"]
+        ]
+    else:
+        lines.append(result["fidelity_note"] + ".")
+    if "vistok1d" in result:
+        v = result["vistok1d"]
+        lines += ["", f"vistok-1d ({v['images']} photos at {v['size']}, unreduced PSNR {v['psnr_unreduced']:.2f} dB; "
+                  f"{v['latent_tokens']} latent tokens kept, grid tokens reduced):", "",
+                  "| method | grid tokens | PSNR (dB) | change (dB) | encode speed-up |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {r['method']} | {r['grid_tokens']} -> {r['grid_tokens_out']} | {r['psnr']:.2f} | {r['delta_psnr']:+.3f} "
+            f"| {r['encode_speedup']:.2f} |"
+            for r in v["rows"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def cmd_reduce_bench(args: argparse.Namespace) -> int:
     try:
         import transformers  # noqa: F401
@@ -371,8 +417,9 @@ def cmd_reduce_bench(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=2))
+    atomic_write_text(out.with_suffix(".md"), markdown(result))
     plot(result, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    print(f"wrote {out} (+ .md, .png)")
     return 0
 
 
