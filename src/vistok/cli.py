@@ -310,7 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
 _DEBUG_HELP = "show the Python traceback of an error instead of one line"
 
 
-_COMMAND_MODULES = ["vistok.bench.cli", "vistok.train.cli", "vistok.train.pca_fit", "vistok.data.cli"]
+_COMMAND_MODULES = [
+    "vistok.bench.cli",
+    "vistok.train.cli",
+    "vistok.train.pca_fit",
+    "vistok.data.cli",
+    "vistok.reduce.bench",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
