@@ -73,8 +73,8 @@ def _kill_then_resume(
     "kill_at",
     [
         "write:2",  # inside the second shard's write: one shard done, a temporary file left behind
-        pytest.param("batch:1", marks=pytest.mark.slow),  # part-way through the first shard
-        pytest.param("batch:5", marks=pytest.mark.slow),  # part-way through a later shard
+        pytest.param("batch:1", marks=pytest.mark.slow),  # after the first of the first shard's 2 batches
+        pytest.param("batch:4", marks=pytest.mark.slow),  # a later shard
         pytest.param("write:4", marks=pytest.mark.slow),  # the last shard, before the manifest
     ],
 )
@@ -82,17 +82,25 @@ def test_sigkill_then_rerun_is_byte_identical(
     image_folder: Path, tiny_ckpt: Path, tmp_path: Path, kill_at: str
 ) -> None:
     ref = tmp_path / "ref"
-    assert _tokenize(image_folder, tiny_ckpt, ref, "--shard-size", "3", "--batch-size", "4") == 0
+    assert _tokenize(image_folder, tiny_ckpt, ref, "--shard-size", "3", "--batch-size", "2") == 0
     out = tmp_path / "resumed"
     proc = _kill_then_resume(image_folder, tiny_ckpt, out, kill_at, batch="2")
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not (out / "manifest.json").exists()
     with pytest.raises(FileNotFoundError, match="unfinished"):
         TokenDataset(out)
-    # resumed with another batch size: shards do not depend on it
-    assert _tokenize(image_folder, tiny_ckpt, out, "--shard-size", "3", "--batch-size", "5") == 0
+    assert _tokenize(image_folder, tiny_ckpt, out, "--shard-size", "3", "--batch-size", "2") == 0
     assert _dataset_bytes(out) == _dataset_bytes(ref)
     assert not list(out.glob(".*.tmp"))
+
+
+def test_batch_size_is_part_of_the_plan(
+    image_folder: Path, tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ds"
+    assert _tokenize(image_folder, tiny_ckpt, out, "--shard-size", "3", "--batch-size", "4") == 0
+    assert _tokenize(image_folder, tiny_ckpt, out, "--shard-size", "3", "--batch-size", "5") == 2
+    assert "batch_size" in capsys.readouterr().err
 
 
 def test_rerun_of_a_finished_dataset_reuses_every_shard(
@@ -133,3 +141,114 @@ def test_manifest_records_provenance(image_folder: Path, tiny_ckpt: Path, tmp_pa
     item = m["items"][0]
     assert hashlib.sha256(Path(item["path"]).read_bytes()).hexdigest() == item["sha256"]
     assert np.array_equal(load_image_uint8(item["path"]).shape[:2], [item["height"], item["width"]])
+
+
+def test_decode_of_a_dataset_equals_reconstruct(image_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    ds_dir, dec, rec = tmp_path / "ds", tmp_path / "dec", tmp_path / "rec"
+    assert _tokenize(image_folder, tiny_ckpt, ds_dir, "--augment", "flip", "--shard-size", "4") == 0
+    assert main(["decode", str(ds_dir), "-o", str(dec), "--batch-size", "5"]) == 0
+    assert main(["reconstruct", str(image_folder), "-t", str(tiny_ckpt), "-o", str(rec), "--size", "32"]) == 0
+    plain = sorted(p.name for p in dec.glob("*.png") if ".view" not in p.name)
+    assert plain == sorted(p.name for p in rec.glob("*.png")) and len(plain) == 7
+    for name in plain:
+        assert np.array_equal(load_image_uint8(dec / name), load_image_uint8(rec / name)), name
+    mirrored = sorted(dec.glob("*.view1.png"))
+    assert len(mirrored) == 7 and load_image_uint8(mirrored[0]).shape == (32, 32, 3)
+
+
+def test_rank_shares_assemble_the_same_dataset(image_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    """The sharding logic without torchrun: rank 1's share, then rank 0's (which writes the manifest)."""
+    from vistok.cli import resolve_inputs
+    from vistok.data.tokenize import TokenizeOptions, tokenize_images
+
+    items = resolve_inputs([str(image_folder)])
+    opts = TokenizeOptions(str(tiny_ckpt), size=32, shard_size=2, batch_size=3)
+    whole = tokenize_images(items, tmp_path / "one", opts, progress=False)
+    r1 = tokenize_images(items, tmp_path / "two", opts, rank=1, world=2, progress=False)
+    assert r1.manifest is None and not (tmp_path / "two" / "manifest.json").exists()
+    r0 = tokenize_images(items, tmp_path / "two", opts, rank=0, world=2, progress=False)
+    assert (r0.shards_written, r1.shards_written) == (3, 2)
+    assert r0.manifest == whole.manifest
+    assert _dataset_bytes(tmp_path / "two") == _dataset_bytes(tmp_path / "one")
+
+
+@pytest.mark.slow
+def test_two_ranks_make_the_same_dataset_as_one(image_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = [str(image_folder), "-t", str(tiny_ckpt), "--size", "32", "-q", "--shard-size", "2"]
+    assert main(["tokenize", *args, "-o", str(one), "--batch-size", "3", "--threads", "1"]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd = [
+        *launcher,
+        "-m",
+        "vistok",
+        "tokenize",
+        *args,
+        "-o",
+        str(two),
+        "--batch-size",
+        "3",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _dataset_bytes(two) == _dataset_bytes(one)
+    stats = [json.loads((two / f"stats.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [s["world"] for s in stats] == [2, 2]
+    assert sum(s["shards_written"] for s in stats) == 5 and min(s["shards_written"] for s in stats) == 2
+
+
+def test_views_are_rows_of_their_image(image_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    assert _tokenize(image_folder, tiny_ckpt, out, "--augment", "ten-crop", "--batch-size", "7") == 0
+    ds = TokenDataset(out)
+    assert len(ds) == 70 and ds.manifest["augment"]["views"] == 10
+    assert torch.equal(ds.views(), torch.arange(10).repeat(7))
+    assert torch.equal(ds.items().unique_consecutive(), torch.tensor(sorted(ds._items)))
+    from vistok.data.augment import AUGMENTATIONS
+    from vistok.models.codecs import from_uint8
+
+    tok = vistok.create(ds.tokenizer)
+    row = ds[10 + 4]  # the centre crop of the second image
+    assert row["view"] == 4 and row["item"] == 1
+    views = AUGMENTATIONS["ten-crop"].make(load_image_uint8(row["source"]), 32, "reflect", 1.1)
+    assert ds.item_record(row["item"])["fit"] == views.fit.to_dict()
+    with torch.no_grad():
+        assert torch.equal(tok.encode(from_uint8([views.images[4]])).ids[0], row["ids"])
+
+
+def test_name_at_k_keeps_k_tokens(image_folder: Path, tiny_1d_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    assert _tokenize(image_folder, f"{tiny_1d_ckpt}@3", out) == 0
+    ds = TokenDataset(out)
+    assert ds.tokenizer == f"{tiny_1d_ckpt}@3" and ds.manifest["num_tokens"] == 3
+    assert ds.token_shape == (3,) and ds.layout == "sequence" and ds.variable_length and ds.max_length == 3
+    assert torch.equal(ds.lengths(), torch.full((7,), 3))
+    tok = vistok.create(str(tiny_1d_ckpt))
+    row = ds[2]
+    expect = encode_array(tok, load_image_uint8(row["source"]), size=32, num_tokens=3)
+    assert torch.equal(row["ids"], expect.ids[0]) and row["length"] == 3
+
+
+def test_fixed_length_tokenizer_refuses_at_k(image_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    assert _tokenize(image_folder, f"{tiny_ckpt}@3", tmp_path / "ds") == 2
+
+
+def test_continuous_tokens_are_latents(image_folder: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ckpt = vistok.create("conv2d-tiny:quantizer=gaussian").save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "ds"
+    assert _tokenize(image_folder, ckpt, out) == 0
+    ds = TokenDataset(out)
+    assert ds.vocab_sizes == [] and ds.factors is None and ds.layout == "grid"
+    row = ds[0]
+    assert "ids" not in row and row["latents"].dtype == torch.float32
+    assert row["latents"].shape == ds.token_shape == (4, 4, 4)  # [C, h, w]
+    expect = encode_array(vistok.create(str(ckpt)), load_image_uint8(row["source"]), size=32)
+    # batch of 7 vs batch of 1: float kernels may differ in the last float16 bit
+    torch.testing.assert_close(row["latents"], expect.latents[0].float(), atol=2e-3, rtol=0)
+    assert ds.latents().shape == (7, 4, 4, 4)
+    with pytest.raises(TypeError, match="latents"):
+        ds.ids()

@@ -5,7 +5,8 @@ How a run is laid out, and why:
 - The ordered list of source images is cut into shards of ``shard_size`` *source images*
   (not rows), so which image lands in which shard depends only on the inputs, never on
   which images fail to decode, on timing or on the number of ranks.
-- A shard is encoded in batches aligned to its first row and written atomically when
+- A shard is encoded in batches of ``batch_size`` views aligned to its first row (so its
+  bytes do not depend on what was encoded before it) and written atomically when
   complete. A rerun skips shards already on disk (checked against the run's plan), so a
   run killed at any point -- SIGKILL included -- finishes with byte-identical shards.
 - Rank ``r`` of ``W`` (``torchrun``) takes shards ``r, r + W, ...``; a shard's bytes do not
@@ -112,7 +113,9 @@ class TokenizeOptions:
         augment: ``none``, ``flip`` or ``ten-crop`` (:mod:`vistok.data.augment`).
         crop_range: ten-crop only: fit to ``round(size * crop_range)`` before cropping.
         shard_size: source images per shard (rows = images x views, less skipped ones).
-        batch_size: views encoded at once; shards do not depend on it.
+        batch_size: views encoded at once, batches aligned to each shard's first row. Part
+            of the plan: float kernels may round differently for another batch composition
+            (continuous latents do, in the last float16 bit), so a resume must use the same.
         workers: image-decoding threads.
         device: where the tokenizer runs (``cpu``, ``cuda``, ``cuda:1``, ``auto``).
     """
@@ -200,6 +203,7 @@ def _plan(options: TokenizeOptions, sources: Sequence[_Source], device: torch.de
         "augment": options.augment,
         "crop_range": options.crop_range if options.augment == "ten-crop" else None,
         "shard_size": options.shard_size,
+        "batch_size": options.batch_size,
         "device_type": device.type,
         "inputs": {"count": len(sources), "sha256": hashlib.sha256(listing.encode()).hexdigest()},
     }

@@ -19,9 +19,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     from vistok.registry import SpecError
     from vistok.train import dist
     from vistok.utils.io import atomic_write_text
+    from vistok.utils.threads import torch_threads
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         options = TokenizeOptions(
             tokenizer=args.tokenizer,
@@ -40,17 +39,19 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     info = dist.setup("cpu")  # torchrun: one process group for the barrier; devices come from --device
     if options.device == "cuda" and info.world > 1:  # one GPU per rank
         options = TokenizeOptions(**{**options.__dict__, "device": f"cuda:{info.local_rank}"})
+    threads = args.threads or torch.get_num_threads()
     try:
-        result = tokenize_images(
-            items,
-            Path(args.output),
-            options,
-            rank=info.rank,
-            world=info.world,
-            barrier=dist.barrier,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-        )
+        with torch_threads(threads):
+            result = tokenize_images(
+                items,
+                Path(args.output),
+                options,
+                rank=info.rank,
+                world=info.world,
+                barrier=dist.barrier,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+            )
     except (SpecError, PlanMismatchError, ValueError) as e:
         raise UsageError(str(e)) from None
     finally:
@@ -65,7 +66,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         "shards_reused": result.shards_reused,
         "seconds": round(result.seconds, 3),
         "images_per_second": round(result.images_per_second, 3),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "workers": options.workers,
         "batch_size": options.batch_size,
         "device": options.device,
