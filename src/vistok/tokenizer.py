@@ -61,6 +61,21 @@ class Tokenizer(nn.Module):
     def name(self) -> str:
         return self.spec
 
+    @property
+    def num_codebooks(self) -> int:
+        """Index elements per token position: ``K`` of ``[..., K]`` ids, 1 for plain ids."""
+        return 1
+
+    @property
+    def index_factors(self) -> list[int] | None:
+        """Mixed-radix digits of one id (least significant first) for implicit codebooks.
+
+        ``[8, 8, 8, 5, 5, 5]`` for FSQ with those levels (``id = d0 + 8 d1 + 64 d2 + ...``),
+        ``[2] * bits`` for LFQ/BSQ; ``None`` when ids have no such structure (learned
+        codebooks, codecs, continuous tokenizers).
+        """
+        return None
+
     def encode(self, images: Tensor, *, num_tokens: int | None = None) -> Tokens:
         raise NotImplementedError
 

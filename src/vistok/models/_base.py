@@ -200,6 +200,11 @@ class LearnedTokenizer(Tokenizer):
         suffix = tuple(getattr(self.quantizer, "index_shape_suffix", ()))
         return int(torch.tensor(suffix).prod()) if suffix else 1
 
+    @property
+    def index_factors(self) -> list[int] | None:
+        """The quantizer's mixed-radix digits of one id (``None`` for learned codebooks)."""
+        return self.quantizer.index_factors if self.kind == "discrete" else None
+
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codebook entries of each id, nearest first.
 
