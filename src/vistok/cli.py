@@ -320,7 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ["vistok.bench.cli", "vistok.train.cli", "vistok.train.pca_fit", "vistok.data.cli"]
+_COMMAND_MODULES = [
+    "vistok.bench.cli",
+    "vistok.train.cli",
+    "vistok.train.pca_fit",
+    "vistok.data.cli",
+    "vistok.prior.cli",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

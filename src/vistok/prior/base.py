@@ -125,6 +125,10 @@ class Prior(nn.Module):
         return num_tokens
 
     # ---- contract ---------------------------------------------------------------------
+    def forward(self, ids: Tensor, lengths: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+        """The training loss (what DDP wraps): :meth:`loss`."""
+        return self.loss(ids, lengths, labels)
+
     def loss(self, ids: Tensor, lengths: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
