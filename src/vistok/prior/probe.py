@@ -54,6 +54,8 @@ class ProbeConfig:
         train_split, heldout_split: corpus selectors (:mod:`vistok.data.corpus`).
         prior, steps, batch_size, lr, warmup, max_digit: the prior and its fixed budget.
         samples: generated images scored against the held-out views.
+        reference: held-out views (evenly spaced rows) the samples, reconstructions and
+            training views are scored against; held-out cross-entropy uses every row.
         temperature, top_k, top_p: sampling.
         speed_batch: items sampled for the speed measurement (with and without cache).
         threads: torch intra-op threads for the whole probe.
@@ -66,18 +68,19 @@ class ProbeConfig:
     heldout_augment: str = "ten-crop"
     train_split: str = "train"
     heldout_split: str = "heldout"
-    prior: str = "ar:dim=128,depth=3,heads=4"
+    prior: str = "ar:dim=96,depth=2,heads=4"
     steps: int = 200
-    batch_size: int = 16
+    batch_size: int = 8
     lr: float = 2e-3
     warmup: int = 20
     max_digit: int = 1024
-    samples: int = 100
+    samples: int = 64
+    reference: int = 64
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
     speed_batch: int = 4
-    threads: int = 2
+    threads: int = 1
     seed: int = 0
     max_images: int | None = None
 
@@ -249,9 +252,11 @@ def run_probe(
         speed = _speed(prior, cfg)
 
         t = time.perf_counter()
-        held_rows = list(range(len(held_ds)))
+        held_rows = (
+            np.linspace(0, len(held_ds) - 1, min(cfg.reference, len(held_ds))).round().astype(int).tolist()
+        )
         ref = _views(held_ds, held_rows, cfg.size, cfg.heldout_augment)
-        recon = decode_ids(tok, held_ds.ids(), space, meta)
+        recon = decode_ids(tok, held_ds.ids()[held_rows], space, meta)
         rng = np.random.default_rng(cfg.seed)
         train_rows = sorted(
             rng.choice(len(train_ds), size=min(cfg.samples, len(train_ds)), replace=False).tolist()
