@@ -252,3 +252,29 @@ def test_continuous_tokens_are_latents(image_folder: Path, tmp_path: Path) -> No
     assert ds.latents().shape == (7, 4, 4, 4)
     with pytest.raises(TypeError, match="latents"):
         ds.ids()
+
+
+def test_dataset_survives_pickling_and_empty_shards(
+    tiny_ckpt: Path, tmp_path: Path, photo: np.ndarray
+) -> None:
+    import pickle
+
+    from PIL import Image
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a.png", "d.png"):
+        Image.fromarray(photo[:40, :50]).save(d / name)
+    for name in ("b.png", "c.png"):  # shard 1 (of size 2: b, c) holds no rows
+        (d / name).write_bytes(b"")
+    out = tmp_path / "ds"
+    assert _tokenize(d, tiny_ckpt, out, "--shard-size", "1") == 0
+    ds = TokenDataset(out)
+    assert [s["rows"] for s in ds.manifest["shards"]] == [1, 0, 0, 1]
+    assert [ds[i]["name"] for i in range(len(ds))] == ["a.png", "d.png"] and ds[-1]["name"] == "d.png"
+    with pytest.raises(IndexError):
+        ds[2]
+    ds[0]  # maps shard 0
+    clone = pickle.loads(pickle.dumps(ds))  # what a spawned DataLoader worker receives
+    assert clone._cache == {} and torch.equal(clone[1]["ids"], ds[1]["ids"])
+    assert torch.equal(clone.ids(), ds.ids())

@@ -148,7 +148,8 @@ class TokenizeResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     shards_written: int = 0
     shards_reused: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the shard loop: decoding, encoding, writing (not model loading)
+    cpu_seconds: float = 0.0  # CPU time of the whole process (every thread) in that loop
     manifest: dict[str, Any] | None = None
 
     @property
@@ -430,7 +431,6 @@ def tokenize_images(
         ValueError: bad options or tokenizer spec.
     """
     out = Path(out)
-    start = time.perf_counter()
     tok, k = build_tokenizer(options.tokenizer)
     device = _resolve_device(options.device)
     tok = tok.to(device).eval()
@@ -455,8 +455,10 @@ def tokenize_images(
     todo = [s for s in mine if not _shard_done(ctx, s)]
     result.shards_reused = len(mine) - len(todo)
     _remove_temporaries(out, todo)
+    start, cpu = time.perf_counter(), time.process_time()
     _run_shards(ctx, sources, todo, result, progress and rank == 0)
     result.seconds = time.perf_counter() - start
+    result.cpu_seconds = time.process_time() - cpu
     barrier()
     if rank == 0:
         result.manifest = write_manifest(ctx, n_shards)
