@@ -33,7 +33,8 @@ import vistok
 from vistok.data.augment import AUGMENTATIONS
 from vistok.data.images import find_images, load_image_uint8
 from vistok.data.samples import sample_set
-from vistok.data.tokenize import TokenizeOptions, build_tokenizer, tokenize_images
+from vistok.data.token_spec import build_tokenizer
+from vistok.data.tokenize import TokenizeOptions, tokenize_images
 from vistok.models.codecs import from_uint8
 
 

@@ -146,7 +146,7 @@ def test_manifest_records_provenance(image_folder: Path, tiny_ckpt: Path, tmp_pa
 def test_decode_of_a_dataset_equals_reconstruct(image_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     ds_dir, dec, rec = tmp_path / "ds", tmp_path / "dec", tmp_path / "rec"
     assert _tokenize(image_folder, tiny_ckpt, ds_dir, "--augment", "flip", "--shard-size", "4") == 0
-    assert main(["decode", str(ds_dir), "-o", str(dec), "--batch-size", "5"]) == 0
+    assert main(["decode", str(ds_dir), "-o", str(dec)]) == 0
     assert main(["reconstruct", str(image_folder), "-t", str(tiny_ckpt), "-o", str(rec), "--size", "32"]) == 0
     plain = sorted(p.name for p in dec.glob("*.png") if ".view" not in p.name)
     assert plain == sorted(p.name for p in rec.glob("*.png")) and len(plain) == 7
@@ -278,3 +278,18 @@ def test_dataset_survives_pickling_and_empty_shards(
     clone = pickle.loads(pickle.dumps(ds))  # what a spawned DataLoader worker receives
     assert clone._cache == {} and torch.equal(clone[1]["ids"], ds[1]["ids"])
     assert torch.equal(clone.ids(), ds.ids())
+
+
+@pytest.mark.parametrize(
+    ("spec", "expect"),
+    [
+        ("vistok-1d@32", ("vistok-1d", 32)),
+        ("vistok-f8", ("vistok-f8", None)),
+        ("runs/a@b/ckpt", ("runs/a@b/ckpt", None)),
+        ("titok-s:tokens=64@8", ("titok-s:tokens=64", 8)),
+    ],
+)
+def test_split_num_tokens(spec: str, expect: tuple[str, int | None]) -> None:
+    from vistok.data.token_spec import split_num_tokens
+
+    assert split_num_tokens(spec) == expect
