@@ -299,7 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder (or file, for one input)")
     p.add_argument("-t", "--tokenizer", default=None, help="override the tokenizer recorded in the files")
     p.add_argument(
-        "--batch-size", type=int, default=16, help="token-dataset rows decoded at once (default 16)"
+        "--batch-size",
+        type=int,
+        default=1,
+        help="token-dataset rows decoded at once (default 1: equal to `reconstruct`; larger is faster "
+        "but float rounding may move rare pixels by one level)",
     )
     p.set_defaults(func=cmd_decode)
 

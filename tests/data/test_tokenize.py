@@ -146,7 +146,7 @@ def test_manifest_records_provenance(image_folder: Path, tiny_ckpt: Path, tmp_pa
 def test_decode_of_a_dataset_equals_reconstruct(image_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
     ds_dir, dec, rec = tmp_path / "ds", tmp_path / "dec", tmp_path / "rec"
     assert _tokenize(image_folder, tiny_ckpt, ds_dir, "--augment", "flip", "--shard-size", "4") == 0
-    assert main(["decode", str(ds_dir), "-o", str(dec), "--batch-size", "5"]) == 0
+    assert main(["decode", str(ds_dir), "-o", str(dec)]) == 0
     assert main(["reconstruct", str(image_folder), "-t", str(tiny_ckpt), "-o", str(rec), "--size", "32"]) == 0
     plain = sorted(p.name for p in dec.glob("*.png") if ".view" not in p.name)
     assert plain == sorted(p.name for p in rec.glob("*.png")) and len(plain) == 7
@@ -252,3 +252,44 @@ def test_continuous_tokens_are_latents(image_folder: Path, tmp_path: Path) -> No
     assert ds.latents().shape == (7, 4, 4, 4)
     with pytest.raises(TypeError, match="latents"):
         ds.ids()
+
+
+def test_dataset_survives_pickling_and_empty_shards(
+    tiny_ckpt: Path, tmp_path: Path, photo: np.ndarray
+) -> None:
+    import pickle
+
+    from PIL import Image
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for name in ("a.png", "d.png"):
+        Image.fromarray(photo[:40, :50]).save(d / name)
+    for name in ("b.png", "c.png"):  # shard 1 (of size 2: b, c) holds no rows
+        (d / name).write_bytes(b"")
+    out = tmp_path / "ds"
+    assert _tokenize(d, tiny_ckpt, out, "--shard-size", "1") == 0
+    ds = TokenDataset(out)
+    assert [s["rows"] for s in ds.manifest["shards"]] == [1, 0, 0, 1]
+    assert [ds[i]["name"] for i in range(len(ds))] == ["a.png", "d.png"] and ds[-1]["name"] == "d.png"
+    with pytest.raises(IndexError):
+        ds[2]
+    ds[0]  # maps shard 0
+    clone = pickle.loads(pickle.dumps(ds))  # what a spawned DataLoader worker receives
+    assert clone._cache == {} and torch.equal(clone[1]["ids"], ds[1]["ids"])
+    assert torch.equal(clone.ids(), ds.ids())
+
+
+@pytest.mark.parametrize(
+    ("spec", "expect"),
+    [
+        ("vistok-1d@32", ("vistok-1d", 32)),
+        ("vistok-f8", ("vistok-f8", None)),
+        ("runs/a@b/ckpt", ("runs/a@b/ckpt", None)),
+        ("titok-s:tokens=64@8", ("titok-s:tokens=64", 8)),
+    ],
+)
+def test_split_num_tokens(spec: str, expect: tuple[str, int | None]) -> None:
+    from vistok.data.token_spec import split_num_tokens
+
+    assert split_num_tokens(spec) == expect

@@ -77,9 +77,15 @@ class TokenDataset(Dataset):
         self.field: str = m["field"]
         self._items = {it["index"]: it for it in m["items"]}
         self._files = [self.path / s["file"] for s in m["shards"]]
-        self._starts = [s["first_row"] for s in m["shards"]]
+        # shards holding rows, by first row (a shard whose images all failed holds none)
+        self._filled = [i for i, s in enumerate(m["shards"]) if s["rows"]]
+        self._starts = [m["shards"][i]["first_row"] for i in self._filled]
         self._rows = m["rows"]
         self._cache: dict[tuple[int, str], np.ndarray] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers (spawn) get the dataset pickled: send paths, not mapped arrays
+        return {**self.__dict__, "_cache": {}}
 
     def __len__(self) -> int:
         return self._rows
@@ -94,13 +100,8 @@ class TokenDataset(Dataset):
         if not -self._rows <= index < self._rows:
             raise IndexError(f"row {index} out of range for a dataset of {self._rows} rows")
         index %= self._rows
-        shard = bisect.bisect_right(self._starts, index) - 1
-        while (
-            self.manifest["shards"][shard]["rows"] == 0
-            or index - self._starts[shard] >= self.manifest["shards"][shard]["rows"]
-        ):
-            shard += 1  # empty shards share their start with the next one
-        return shard, index - self._starts[shard]
+        k = bisect.bisect_right(self._starts, index) - 1
+        return self._filled[k], index - self._starts[k]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         shard, row = self._locate(int(index))

@@ -55,7 +55,7 @@ def decode_rows(
     write: Callable[[Path, np.ndarray], None],
     *,
     tokenizer: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = 1,
     progress: Callable[[int], None] = lambda n: None,
 ) -> int:
     """Decode every row of ``ds`` and hand ``(relative output path, uint8 [H, W, 3])`` to ``write``.
@@ -67,7 +67,7 @@ def decode_rows(
     Returns:
         the number of rows decoded.
     """
-    from vistok.data.tokenize import build_tokenizer
+    from vistok.data.token_spec import build_tokenizer
     from vistok.models.codecs import to_uint8
 
     tok, _ = build_tokenizer(tokenizer or ds.tokenizer)

@@ -20,12 +20,11 @@ How a run is laid out, and why:
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,59 +44,19 @@ from vistok.data.token_format import (
     shard_name,
     write_shard,
 )
+from vistok.data.token_spec import build_tokenizer
 from vistok.data.transforms import PadMode
 from vistok.tokenizer import Tokenizer
 from vistok.utils.io import atomic_write_text
 
-__all__ = [
-    "PlanMismatchError",
-    "TokenizeOptions",
-    "TokenizeResult",
-    "build_tokenizer",
-    "split_num_tokens",
-    "tokenize_images",
-]
+__all__ = ["PlanMismatchError", "TokenizeOptions", "TokenizeResult", "tokenize_images", "write_manifest"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-_AT_K = re.compile(r"^(?P<base>.+)@(?P<k>\d+)$")
 
 
 class PlanMismatchError(ValueError):
     """The output folder holds a run started with other settings or inputs."""
-
-
-def split_num_tokens(spec: str) -> tuple[str, int | None]:
-    """``"vistok-1d@32"`` -> ``("vistok-1d", 32)``; a spec without ``@k`` -> ``(spec, None)``.
-
-    Only a trailing ``@`` followed by digits is read as a token count, so paths and specs
-    holding ``@`` elsewhere pass through unchanged.
-    """
-    m = _AT_K.match(spec)
-    if m is None:
-        return spec, None
-    return m["base"], int(m["k"])
-
-
-def build_tokenizer(spec: str) -> tuple[Tokenizer, int | None]:
-    """Create the tokenizer of ``spec`` (``NAME@k`` allowed) and check ``k`` against it.
-
-    Raises:
-        vistok.registry.SpecError: unknown name or parameter.
-        ValueError: ``k`` given for a fixed-length tokenizer or out of range; a codec.
-    """
-    import vistok
-
-    base, k = split_num_tokens(spec)
-    tok = vistok.create(base)
-    if tok.kind == "codec":
-        raise ValueError(
-            f"{base}: image codecs make bytes, not tokens; `vistok tokenize` needs ids or latents"
-        )
-    if k is not None and not tok.variable_length:
-        raise ValueError(f"{spec}: {base} is a fixed-length tokenizer; @{k} needs a variable-length one")
-    tok.check_num_tokens(k)
-    return tok, k
 
 
 @dataclass(frozen=True)
@@ -148,7 +107,8 @@ class TokenizeResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     shards_written: int = 0
     shards_reused: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the shard loop: decoding, encoding, writing (not model loading)
+    cpu_seconds: float = 0.0  # CPU time of the whole process (every thread) in that loop
     manifest: dict[str, Any] | None = None
 
     @property
@@ -430,7 +390,6 @@ def tokenize_images(
         ValueError: bad options or tokenizer spec.
     """
     out = Path(out)
-    start = time.perf_counter()
     tok, k = build_tokenizer(options.tokenizer)
     device = _resolve_device(options.device)
     tok = tok.to(device).eval()
@@ -455,8 +414,10 @@ def tokenize_images(
     todo = [s for s in mine if not _shard_done(ctx, s)]
     result.shards_reused = len(mine) - len(todo)
     _remove_temporaries(out, todo)
+    start, cpu = time.perf_counter(), time.process_time()
     _run_shards(ctx, sources, todo, result, progress and rank == 0)
     result.seconds = time.perf_counter() - start
+    result.cpu_seconds = time.process_time() - cpu
     barrier()
     if rank == 0:
         result.manifest = write_manifest(ctx, n_shards)
@@ -592,8 +553,3 @@ def _json_safe(obj: Any) -> Any:
     import json
 
     return json.loads(json.dumps(obj, default=str))
-
-
-def options_dict(options: TokenizeOptions) -> dict[str, Any]:
-    """The options as plain values (for logs and stats)."""
-    return asdict(options)

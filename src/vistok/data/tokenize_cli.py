@@ -65,6 +65,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         "shards_written": result.shards_written,
         "shards_reused": result.shards_reused,
         "seconds": round(result.seconds, 3),
+        "cpu_seconds": round(result.cpu_seconds, 3),
         "images_per_second": round(result.images_per_second, 3),
         "threads": threads,
         "workers": options.workers,
