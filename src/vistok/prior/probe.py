@@ -314,6 +314,7 @@ def run_probe(
         "timings_s": {k: round(v, 2) for k, v in timings.items()}
         | {"total": round(time.perf_counter() - t_start, 2)},
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "cpu_s": round(_cpu_seconds(), 1),
         "environment": {
             "vistok": vistok.__version__,
             "torch": torch.__version__,
@@ -325,6 +326,12 @@ def run_probe(
     }
     atomic_write_text(out / "results.json", json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (wall time on a shared machine says little)."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def _speed(prior: Any, cfg: ProbeConfig) -> dict[str, Any]:
