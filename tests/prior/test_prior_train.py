@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +91,20 @@ def test_prior_train_and_sample_commands(token_dataset: Path, tmp_path: Path) ->
     assert len(files) == 3
     assert np.asarray(Image.open(files[0])).shape == (32, 32, 3)
     assert main(["prior", "train", str(tmp_path), "-o", str(run)]) == 2  # not a token dataset
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_same_prior_as_one(token_dataset: Path, tmp_path: Path) -> None:
+    """DDP: 2 ranks x batch 2 == 1 rank x batch 4 (same items per step; float reduction order aside)."""
+    common = ["prior", "train", str(token_dataset), "--prior", "ar:dim=32,depth=1,heads=2",
+              "--set", "steps=3", "--set", "warmup=1", "--set", "threads=1"]  # fmt: skip
+    assert main([*common, "-o", str(tmp_path / "one"), "--set", "batch_size=4"]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd = [*launcher, "-m", "vistok", *common, "-o", str(tmp_path / "two"), "--set", "batch_size=2"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    a, b = load_prior(tmp_path / "one" / "model"), load_prior(tmp_path / "two" / "model")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-5), k
