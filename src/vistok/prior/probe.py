@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vistok.prior.base import load_prior
+from vistok.prior.base import create_prior, load_prior
 from vistok.prior.decode import decode_ids
 from vistok.prior.sampling import SamplingConfig
 from vistok.prior.space import TokenSpace
@@ -213,6 +213,10 @@ def run_probe(
         )
         timings["tokenize_s"] = time.perf_counter() - t
         space = TokenSpace.from_dataset(train_ds, max_digit=cfg.max_digit)
+        if not create_prior(cfg.prior, space).exact_likelihood:
+            raise ValueError(
+                f"probe prior {cfg.prior!r}: held-out cross-entropy needs an exact-likelihood prior (ar)"
+            )
 
         t = time.perf_counter()
         tcfg = PriorTrainConfig(
