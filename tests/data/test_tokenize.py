@@ -226,6 +226,7 @@ def test_name_at_k_keeps_k_tokens(image_folder: Path, tiny_1d_ckpt: Path, tmp_pa
     assert ds.tokenizer == f"{tiny_1d_ckpt}@3" and ds.manifest["num_tokens"] == 3
     assert ds.token_shape == (3,) and ds.layout == "sequence" and ds.variable_length and ds.max_length == 3
     assert torch.equal(ds.lengths(), torch.full((7,), 3))
+    assert all(it["lengths"] == [3] for it in ds.manifest["items"])
     tok = vistok.create(str(tiny_1d_ckpt))
     row = ds[2]
     expect = encode_array(tok, load_image_uint8(row["source"]), size=32, num_tokens=3)

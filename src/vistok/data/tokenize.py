@@ -324,6 +324,12 @@ class _ShardWriter:
             for k, v in self.parts.items()
         }
         rows = int(tensors["item"].shape[0])
+        if self.ctx.tokenizer.variable_length:  # per image, one length per view, in the manifest too
+            per_item: dict[int, list[int]] = {}
+            for item, n in zip(tensors["item"].tolist(), tensors["lengths"].tolist()):
+                per_item.setdefault(item, []).append(n)
+            for record in self.items:
+                record["lengths"] = per_item[record["index"]]
         meta = {
             "format": SHARD_FORMAT,
             "plan_sha256": self.ctx.plan_sha256,
@@ -405,9 +411,16 @@ def tokenize_images(
     if rank != 0:
         _check_plan(out, plan, overwrite=False)
     ctx = _Context(
-        options, tok, k, size, device, _probe(tok, k, size, device), out, plan,
-        hashlib.sha256(canonical_json(plan).encode()).hexdigest(),
-    )  # fmt: skip
+        options=options,
+        tokenizer=tok,
+        num_tokens=k,
+        size=size,
+        device=device,
+        spec=_probe(tok, k, size, device),
+        out=out,
+        plan=plan,
+        plan_sha256=hashlib.sha256(canonical_json(plan).encode()).hexdigest(),
+    )
     result = TokenizeResult(out)
     n_shards = max(1, -(-len(sources) // options.shard_size))
     mine = list(range(rank, n_shards, world))

@@ -95,6 +95,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def add_tokenize_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from vistok.data.augment import AUGMENTATIONS
+
     p = sub.add_parser(
         "tokenize",
         help="images -> a sharded, resumable token dataset (torchrun: one shard stream per rank)",
@@ -113,7 +115,7 @@ def add_tokenize_command(sub: argparse._SubParsersAction) -> None:  # type: igno
     )
     p.add_argument("--size", type=int, default=256, help="protocol size: pad to square, resize (default 256)")
     p.add_argument("--pad-mode", choices=["reflect", "constant", "edge"], default="reflect")
-    p.add_argument("--augment", choices=["none", "flip", "ten-crop"], default="none", help="views per image")
+    p.add_argument("--augment", choices=list(AUGMENTATIONS), default="none", help="views per image")
     p.add_argument("--crop-range", type=float, default=1.1, help="ten-crop: fit to size*crop_range first")
     p.add_argument("--shard-size", type=int, default=1000, help="source images per shard (default 1000)")
     p.add_argument("--batch-size", type=int, default=32, help="views per encode call (default 32)")
