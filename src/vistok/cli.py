@@ -191,11 +191,44 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return _finish(done, failed, "image(s) encoded")
 
 
+def _decode_token_datasets(args: argparse.Namespace) -> int:
+    """``vistok decode`` of folders written by ``vistok tokenize`` (vistok.data.token_decode)."""
+    from tqdm.auto import tqdm
+
+    from vistok.data.token_dataset import TokenDataset
+    from vistok.data.token_decode import decode_rows
+
+    out = Path(args.output)
+    done, failed = 0, []
+    for item in args.inputs:
+        try:
+            ds = TokenDataset(item)
+        except (FileNotFoundError, ValueError) as e:
+            failed.append((item, str(e)))
+            continue
+        bar = tqdm(total=len(ds), desc=f"decode {Path(item).name}", unit="row", disable=None)
+        done += decode_rows(
+            ds,
+            lambda rel, image: _write_png(out / rel, image),
+            tokenizer=args.tokenizer,
+            batch_size=args.batch_size,
+            progress=bar.update,
+        )
+        bar.close()
+    return _finish(done, failed, "row(s) decoded")
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     import vistok
+    from vistok.data.token_decode import is_token_dataset
     from vistok.pipeline import decode_array
     from vistok.tokens import Tokens
 
+    datasets = [is_token_dataset(Path(item)) for item in args.inputs]
+    if any(datasets):
+        if not all(datasets):
+            raise UsageError("give token-dataset folders and .vtok files to separate `vistok decode` calls")
+        return _decode_token_datasets(args)
     files: list[Path] = []
     for item in args.inputs:
         p = Path(item)
@@ -281,10 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help="decode .vtok token files to PNGs")
-    p.add_argument("inputs", nargs="+", help=".vtok files or folders")
+    p = sub.add_parser("decode", help="decode .vtok token files or token datasets to PNGs")
+    p.add_argument("inputs", nargs="+", help=".vtok files or folders, or `vistok tokenize` output folders")
     p.add_argument("-o", "--output", required=True, help="output folder (or file, for one input)")
     p.add_argument("-t", "--tokenizer", default=None, help="override the tokenizer recorded in the files")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="token-dataset rows decoded at once (default 1: equal to `reconstruct`; larger is faster "
+        "but float rounding may move rare pixels by one level)",
+    )
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("samples", help="write the built-in sample sets to a folder")
@@ -316,6 +356,7 @@ _COMMAND_MODULES = [
     "vistok.train.pca_fit",
     "vistok.data.cli",
     "vistok.reduce.bench",
+    "vistok.prior.cli",
 ]
 
 

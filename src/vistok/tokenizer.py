@@ -82,6 +82,16 @@ class Tokenizer(nn.Module):
         return 1
 
     @property
+    def index_factors(self) -> list[int] | None:
+        """Mixed-radix digits of one id (least significant first) for implicit codebooks.
+
+        ``[8, 8, 8, 5, 5, 5]`` for FSQ with those levels (``id = d0 + 8 d1 + 64 d2 + ...``),
+        ``[2] * bits`` for LFQ/BSQ; ``None`` when ids have no such structure (learned
+        codebooks, codecs, continuous tokenizers).
+        """
+        return None
+
+    @property
     def has_neighbours(self) -> bool:
         """Whether :meth:`neighbours` works for this tokenizer (False unless a subclass says)."""
         return False

@@ -189,3 +189,35 @@ def test_chunked_group_probabilities_gradient() -> None:
     for n, bits in [(300, 5), (3000, 7)]:  # one chunk, several chunks
         a = (torch.randn(n, bits, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
         assert torch.autograd.gradcheck(_GroupMeanProbs.apply, (a,), fast_mode=True)
+
+
+def _digits(ids: torch.Tensor, factors: list[int]) -> torch.Tensor:
+    """Mixed-radix digits of ``ids``, the first factor least significant (the documented rule)."""
+    out, rest = [], ids.clone()
+    for f in factors:
+        out.append(rest % f)
+        rest = rest // f
+    return torch.stack(out, -1)
+
+
+@pytest.mark.parametrize("levels", [[8, 5, 5, 5], [8, 8, 8, 5, 5, 5], [3, 2, 7]])
+def test_fsq_index_factors_are_the_digits_of_each_channel(levels: list[int]) -> None:
+    q = FSQ(levels)
+    assert q.index_factors == levels and math.prod(q.index_factors) == q.codebook_size
+    ids = torch.randint(0, q.codebook_size, (500,))
+    half = torch.tensor([n // 2 for n in levels])
+    assert torch.equal(q.embed(ids), (_digits(ids, q.index_factors) - half) / half.float())
+
+
+@pytest.mark.parametrize("cls", [LFQ, BSQ])
+def test_binary_index_factors_are_the_sign_bits(cls: type[LFQ]) -> None:
+    q = cls(bits=9)
+    assert q.index_factors == [2] * 9
+    ids = torch.randint(0, q.codebook_size, (500,))
+    assert torch.equal(q.embed(ids) > 0, _digits(ids, q.index_factors).bool())
+
+
+def test_learned_codebooks_have_no_index_factors() -> None:
+    from vistok.quantize import VectorQuantizer
+
+    assert VectorQuantizer(codebook_size=16, dim=4).index_factors is None

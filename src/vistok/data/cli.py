@@ -1,4 +1,4 @@
-"""``vistok corpus``: list the photo corpus (package, split, path, licence) and how to install it."""
+"""Data commands: ``vistok corpus`` (the photo corpus) and ``vistok tokenize`` (token datasets)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from vistok.data.tokenize_cli import add_tokenize_command
+
+    add_tokenize_command(sub)
     p = sub.add_parser("corpus", help="list the photo corpus (Debian packages): split, licence, path")
     p.add_argument("split", nargs="?", default="all", help="train, heldout, all (default) or a package name")
     p.add_argument("--format", choices=["text", "json", "markdown"], default="text")

@@ -205,6 +205,11 @@ class LearnedTokenizer(Tokenizer):
         """Discrete models have codebook neighbours (the quantizer defines the distance)."""
         return self.kind == "discrete"
 
+    @property
+    def index_factors(self) -> list[int] | None:
+        """The quantizer's mixed-radix digits of one id (``None`` for learned codebooks)."""
+        return self.quantizer.index_factors if self.kind == "discrete" else None
+
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codebook entries of each id, nearest first.
 

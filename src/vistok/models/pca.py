@@ -122,6 +122,12 @@ class PCATokenizer(Tokenizer):
     def _levels(self) -> int:
         return 2**self.bits
 
+    @property
+    def index_factors(self) -> list[int] | None:
+        """A token id is ``coeffs_per_token`` coefficient levels of ``2^bits`` each, the first
+        coefficient least significant (see :meth:`encode`)."""
+        return [self._levels()] * self.coeffs
+
     def _quantize(self, coeff: Tensor) -> Tensor:
         """Standardized coefficients -> integer levels ``[0, 2^bits)`` (mid-rise, clipped)."""
         L = self._levels()

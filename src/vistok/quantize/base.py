@@ -183,6 +183,17 @@ class Quantizer(nn.Module):
         return usage_stats(indices, self.codebook_size, weights, scratch=buf)
 
     @property
+    def index_factors(self) -> list[int] | None:
+        """Mixed-radix digits of one index element, least significant first, or ``None``.
+
+        Implicit codebooks (FSQ levels, LFQ/BSQ bits) build an index as
+        ``sum_i d_i * prod(factors[:i])`` with digit ``d_i`` in ``[0, factors[i])``, so a
+        prior can predict the digits instead of one ``codebook_size``-way choice. ``None``
+        for learned codebooks (VQ and its variants), whose indices have no such structure.
+        """
+        return None
+
+    @property
     def bits_per_token(self) -> float:
         """Bits per token: ``bits_per_index`` times the number of index elements per token."""
         return self.bits_per_index * math.prod(self.index_shape_suffix)

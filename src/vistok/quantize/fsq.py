@@ -93,6 +93,11 @@ class FSQ(Quantizer):
         # up to ~half_l, sigmoid vs tanh); ~3x safety.
         self._margin = 1e-6 * (1.0 + float(self._consts(1, torch.device("cpu"))["half_l"].max()))
 
+    @property
+    def index_factors(self) -> list[int]:
+        """The levels: digit ``i`` of an index is channel ``i``'s level (first least significant)."""
+        return list(self.levels)
+
     def _consts(self, fold: int, device: torch.device) -> dict[str, Tensor]:
         """Float32 constants, tiled ``fold`` times for the fused path, cached per device.
 

@@ -166,6 +166,11 @@ class LFQ(Quantizer):
         self.register_buffer("_basis", 2 ** torch.arange(bits), persistent=False)
         self.register_buffer("_levels", torch.full((bits,), 2), persistent=False)
 
+    @property
+    def index_factors(self) -> list[int]:
+        """``[2] * bits``: bit ``i`` of an index is the sign of channel ``i`` (first least significant)."""
+        return [2] * self.bits
+
     def _code_scale(self, codebook_scale: float) -> float:
         return codebook_scale
 
