@@ -1,48 +1,35 @@
-"""``NAME@k`` specs for token datasets: keep the first ``k`` tokens of a variable-length tokenizer.
+"""The tokenizer of a token dataset: ``vistok.create`` (``NAME@k`` included) minus codecs.
 
-Kept apart so it can give way to ``NAME@k`` support in :func:`vistok.create` itself: the
-manifest records the spec as given, and this module is the only place that splits it.
+``NAME@k`` itself is parsed in one place, :func:`vistok.registry.split_point`; this module
+only adds what token datasets need on top: codecs are refused, and ``k`` is returned so the
+writer can record it.
 """
 
 from __future__ import annotations
 
-import re
-
+from vistok.registry import split_point
 from vistok.tokenizer import Tokenizer
 
 __all__ = ["build_tokenizer", "split_num_tokens"]
 
-_AT_K = re.compile(r"^(?P<base>.+)@(?P<k>\d+)$")
-
-
-def split_num_tokens(spec: str) -> tuple[str, int | None]:
-    """``"vistok-1d@32"`` -> ``("vistok-1d", 32)``; a spec without ``@k`` -> ``(spec, None)``.
-
-    Only a trailing ``@`` followed by digits is read as a token count, so paths and specs
-    holding ``@`` elsewhere pass through unchanged.
-    """
-    m = _AT_K.match(spec)
-    if m is None:
-        return spec, None
-    return m["base"], int(m["k"])
+split_num_tokens = split_point
+"""``"vistok-1d@32"`` -> ``("vistok-1d", 32)``; a spec without ``@k`` -> ``(spec, None)``."""
 
 
 def build_tokenizer(spec: str) -> tuple[Tokenizer, int | None]:
-    """Create the tokenizer of ``spec`` (``NAME@k`` allowed) and check ``k`` against it.
+    """Create the tokenizer of ``spec`` (``NAME@k`` allowed) and return it with ``k``.
 
     Raises:
-        vistok.registry.SpecError: unknown name or parameter.
-        ValueError: ``k`` given for a fixed-length tokenizer or out of range; a codec.
+        vistok.registry.SpecError: unknown name or parameter; ``@k`` on a fixed-length
+            tokenizer or out of range.
+        ValueError: a codec (codecs make bytes, not tokens).
     """
     import vistok
 
-    base, k = split_num_tokens(spec)
-    tok = vistok.create(base)
+    tok = vistok.create(spec)
     if tok.kind == "codec":
+        base = split_point(spec)[0]
         raise ValueError(
             f"{base}: image codecs make bytes, not tokens; `vistok tokenize` needs ids or latents"
         )
-    if k is not None and not tok.variable_length:
-        raise ValueError(f"{spec}: {base} is a fixed-length tokenizer; @{k} needs a variable-length one")
-    tok.check_num_tokens(k)
-    return tok, k
+    return tok, tok.default_num_tokens
