@@ -200,3 +200,24 @@ def test_bad_configuration_direct_construction_raises_value_error() -> None:
         Q.VectorQuantizer(16)
     with pytest.raises(ValueError, match="dim"):
         QUANTIZERS.create("ptq")
+
+
+def test_usage_stats_are_computed_on_first_read_only() -> None:
+    from vistok.quantize import usage_stats
+    from vistok.quantize.base import LazyStats
+
+    q = QUANTIZERS.create("fsq:levels=[8,5,5,5]", dim=4)
+    out = q(torch.randn(2, 64, 4, generator=torch.Generator().manual_seed(0)))
+    assert isinstance(out.stats, LazyStats) and out.stats._compute is not None
+    assert list(out.stats) == ["perplexity", "usage"] and "usage" in out.stats  # no compute
+    assert out.stats._compute is not None
+    eager = usage_stats(out.indices, q.codebook_size)
+    assert torch.equal(out.stats["usage"], eager["usage"]) and out.stats._compute is None
+    assert torch.allclose(dict(out.stats)["perplexity"], eager["perplexity"])
+    calls = []
+    lazy = LazyStats(lambda: calls.append(1) or {"a": torch.tensor(1.0)}, ("a",))
+    lazy.update(b=torch.tensor(2.0))
+    assert sorted(lazy) == ["a", "b"] and float(lazy["b"]) == 2.0 and not calls
+    assert {k: float(v) for k, v in lazy.items()} == {"a": 1.0, "b": 2.0} and calls == [1]
+    _ = lazy["a"]
+    assert calls == [1]

@@ -42,6 +42,46 @@ def test_nearest_code_ties_go_to_lowest_index() -> None:
 
 
 @pytest.mark.parametrize("cosine", [False, True])
+@pytest.mark.parametrize(("k", "chunk"), [(40000, 1 << 19), (3000, 1 << 12), (16384, 1 << 19)])
+def test_nearest_code_ties_across_blocks_and_chunks_go_to_lowest_index(
+    cosine: bool, k: int, chunk: int
+) -> None:
+    """Exact duplicates of the best code in later blocks and code chunks never win."""
+    g = torch.Generator().manual_seed(k)
+    x, cb = (
+        F.normalize(torch.randn(70, 8, generator=g), dim=1),
+        F.normalize(torch.randn(k, 8, generator=g), dim=1),
+    )
+    best = _brute(x, cb, cosine)
+    # copy each row's best code to a later position (other block, other chunk when K is large)
+    later = torch.randint(k // 2, k, (70,), generator=g)
+    keep = later > best
+    cb[later[keep]] = cb[best[keep]]
+    got = nearest_code(x, cb, cosine=cosine, chunk_size=chunk)
+    assert torch.equal(got, _brute(x, cb, cosine))
+    assert torch.equal(got[keep], best[keep])
+
+
+def test_nearest_code_all_codes_equal_gives_index_zero() -> None:
+    cb = torch.ones(5000, 4)
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
+    assert nearest_code(x, cb, chunk_size=1 << 12).eq(0).all()
+    assert nearest_code(F.normalize(x, dim=1), F.normalize(cb, dim=1), cosine=True).eq(0).all()
+
+
+@pytest.mark.parametrize("cosine", [False, True])
+def test_nearest_code_row_remainder_and_padded_codes(cosine: bool) -> None:
+    """N not a multiple of the chunk rows, K not a multiple of the block: padding never wins."""
+    g = torch.Generator().manual_seed(3)
+    x, cb = torch.randn(1001, 8, generator=g), torch.randn(16383, 8, generator=g)
+    if cosine:
+        x, cb = F.normalize(x, dim=1), F.normalize(cb, dim=1)
+    got = nearest_code(x, cb, cosine=cosine)
+    assert int(got.max()) < 16383
+    assert torch.equal(got, _brute(x, cb, cosine))
+
+
+@pytest.mark.parametrize("cosine", [False, True])
 def test_topk_codes_equals_brute_force(cosine: bool) -> None:
     g = torch.Generator().manual_seed(0)
     cb = torch.randn(700, 6, generator=g)
