@@ -26,6 +26,7 @@ from vistok.registry import Registry
 __all__ = [
     "REDUCERS",
     "LayerContext",
+    "OneShotReducer",
     "Reducer",
     "compact",
     "one_shot_plan",
@@ -120,6 +121,23 @@ def spread_plan(n: int, depth: int, *, keep: float | None, r: int | Sequence[int
     total = n - round(_check_keep(1.0 if keep is None else keep) * n)
     base, extra = divmod(total, depth)
     return [base + (1 if i < extra else 0) for i in range(depth)]
+
+
+class OneShotReducer(Reducer):
+    """A reducer that removes all its tokens once, in block ``at`` (pruning and pooling).
+
+    Args:
+        keep: fraction of tokens kept.
+        at: block that reduces (0-based; negative counts from the end).
+        prop_attn: proportional attention after the reduction.
+    """
+
+    def __init__(self, *, keep: float, at: int = 1, prop_attn: bool = True):
+        super().__init__(prop_attn=prop_attn)
+        self.keep, self.at = keep, at
+
+    def plan(self, n: int, depth: int) -> list[int]:
+        return one_shot_plan(n, depth, keep=self.keep, at=self.at)
 
 
 def one_shot_plan(n: int, depth: int, *, keep: float, at: int) -> list[int]:

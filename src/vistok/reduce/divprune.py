@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 from vistok.reduce._greedy import farthest_first
 from vistok.reduce._state import Reduction
-from vistok.reduce.base import REDUCERS, LayerContext, Reducer, one_shot_plan, prune_to
+from vistok.reduce.base import REDUCERS, LayerContext, OneShotReducer, Reducer, prune_to
 
 __all__ = ["DivPrune"]
 
 
-class DivPrune(Reducer):
+class DivPrune(OneShotReducer):
     """Max-min diversity pruning.
 
     Args:
@@ -31,11 +31,7 @@ class DivPrune(Reducer):
     name = "divprune"
 
     def __init__(self, *, keep: float = 0.5, at: int = 1):
-        super().__init__(prop_attn=True)
-        self.keep, self.at = keep, at
-
-    def plan(self, n: int, depth: int) -> list[int]:
-        return one_shot_plan(n, depth, keep=self.keep, at=self.at)
+        super().__init__(keep=keep, at=at)
 
     def reduce(self, ctx: LayerContext) -> Reduction:
         xn = F.normalize(ctx.x.float(), dim=-1)

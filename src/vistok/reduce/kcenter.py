@@ -12,12 +12,12 @@ import torch
 
 from vistok.reduce._greedy import farthest_first
 from vistok.reduce._state import Reduction
-from vistok.reduce.base import REDUCERS, LayerContext, Reducer, one_shot_plan, prune_to
+from vistok.reduce.base import REDUCERS, LayerContext, OneShotReducer, Reducer, prune_to
 
 __all__ = ["KCenter"]
 
 
-class KCenter(Reducer):
+class KCenter(OneShotReducer):
     """Greedy k-center pruning.
 
     Args:
@@ -28,11 +28,7 @@ class KCenter(Reducer):
     name = "kcenter"
 
     def __init__(self, *, keep: float = 0.5, at: int = 1):
-        super().__init__(prop_attn=True)
-        self.keep, self.at = keep, at
-
-    def plan(self, n: int, depth: int) -> list[int]:
-        return one_shot_plan(n, depth, keep=self.keep, at=self.at)
+        super().__init__(keep=keep, at=at)
 
     def reduce(self, ctx: LayerContext) -> Reduction:
         x = ctx.x.float()

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from vistok.reduce._state import Reduction
-from vistok.reduce.base import REDUCERS, LayerContext, Reducer, one_shot_plan
+from vistok.reduce.base import REDUCERS, LayerContext, OneShotReducer, Reducer
 from vistok.reduce.pool import grid_assign, need_grid
 
 __all__ = ["Matryoshka", "nested_pool", "nested_scales"]
@@ -49,17 +49,13 @@ def nested_pool(x: Tensor, grid: tuple[int, int]) -> list[Tensor]:
     return sets
 
 
-class Matryoshka(Reducer):
+class Matryoshka(OneShotReducer):
     """Keep the largest nested scale with at most ``keep`` of the tokens."""
 
     name = "matryoshka"
 
     def __init__(self, *, keep: float = 0.25, at: int = 1, prop_attn: bool = True):
-        super().__init__(prop_attn=prop_attn)
-        self.keep, self.at = keep, at
-
-    def plan(self, n: int, depth: int) -> list[int]:
-        return one_shot_plan(n, depth, keep=self.keep, at=self.at)
+        super().__init__(keep=keep, at=at, prop_attn=prop_attn)
 
     def scale(self, grid: tuple[int, int]) -> tuple[int, int]:
         n = grid[0] * grid[1]

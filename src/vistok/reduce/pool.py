@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from vistok.reduce._state import Reduction
-from vistok.reduce.base import REDUCERS, LayerContext, Reducer, one_shot_plan
+from vistok.reduce.base import REDUCERS, LayerContext, OneShotReducer, Reducer
 
 __all__ = ["Pool", "grid_assign"]
 
@@ -32,22 +32,18 @@ def need_grid(ctx: LayerContext, who: str) -> tuple[int, int]:
     return ctx.grid
 
 
-class Pool(Reducer):
+class Pool(OneShotReducer):
     """Average-pool the patch grid to ``~keep`` of its tokens."""
 
     name = "pool"
 
     def __init__(self, *, keep: float = 0.5, at: int = 1, prop_attn: bool = True):
-        super().__init__(prop_attn=prop_attn)
-        self.keep, self.at = keep, at
+        super().__init__(keep=keep, at=at, prop_attn=prop_attn)
 
     def out_grid(self, grid: tuple[int, int]) -> tuple[int, int]:
         h, w = grid
         f = math.sqrt(self.keep)
         return max(1, round(h * f)), max(1, round(w * f))
-
-    def plan(self, n: int, depth: int) -> list[int]:
-        return one_shot_plan(n, depth, keep=self.keep, at=self.at)
 
     def reduce(self, ctx: LayerContext) -> Reduction:
         grid = need_grid(ctx, "pool")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 
 from vistok.reduce._state import Reduction
-from vistok.reduce.base import REDUCERS, LayerContext, Reducer, one_shot_plan, prune_to, topk_mask
+from vistok.reduce.base import REDUCERS, LayerContext, OneShotReducer, Reducer, prune_to, topk_mask
 
 __all__ = ["RandomPrune"]
 
 
-class RandomPrune(Reducer):
+class RandomPrune(OneShotReducer):
     """Keep a random ``keep`` fraction of the tokens in block ``at``.
 
     Args:
@@ -21,11 +21,8 @@ class RandomPrune(Reducer):
     name = "random"
 
     def __init__(self, *, keep: float = 0.5, at: int = 1, seed: int = 0):
-        super().__init__(prop_attn=True)
-        self.keep, self.at, self.seed = keep, at, seed
-
-    def plan(self, n: int, depth: int) -> list[int]:
-        return one_shot_plan(n, depth, keep=self.keep, at=self.at)
+        super().__init__(keep=keep, at=at)
+        self.seed = seed
 
     def reduce(self, ctx: LayerContext) -> Reduction:
         g = torch.Generator().manual_seed(self.seed)
