@@ -8,7 +8,28 @@ import math
 import pytest
 import torch
 
-from vistok.quantize import BSQ, FSQ, LFQ, binary_entropy_terms
+from vistok.quantize import BSQ, FSQ, LFQ, _fsq_native, binary_entropy_terms
+from vistok.utils import native
+
+
+@pytest.fixture(
+    params=[
+        "torch",
+        pytest.param(
+            "native",
+            marks=pytest.mark.skipif(
+                native._compiler() is None, reason="no C compiler for the native kernel"
+            ),
+        ),
+    ]
+)
+def fsq_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run an FSQ test on the torch path and on the C kernel (which must then be used)."""
+    if request.param == "torch":
+        monkeypatch.setattr(_fsq_native, "usable", lambda z, size: None)
+    else:
+        assert _fsq_native.kernel() is not None
+    return request.param
 
 
 @pytest.mark.parametrize("levels", [[8, 5, 5, 5], [2, 3, 4], [7, 6], [8, 8, 8, 5, 5, 5]])
@@ -27,7 +48,7 @@ def test_fsq_index_code_bijection_over_whole_codebook(levels: list[int]) -> None
 
 
 @pytest.mark.parametrize("levels", [[8, 5, 5, 5], [2, 3, 4]])
-def test_fsq_forward_reproduces_every_code(levels: list[int]) -> None:
+def test_fsq_forward_reproduces_every_code(levels: list[int], fsq_path: str) -> None:
     """Inputs that bound() maps onto each grid point come out as exactly that code and index."""
     q = FSQ(levels).eval()
     idx = torch.arange(q.codebook_size)
@@ -41,7 +62,7 @@ def test_fsq_forward_reproduces_every_code(levels: list[int]) -> None:
     assert torch.equal(q.codes(out.indices), out.quantized)
 
 
-def test_fsq_fused_rounding_is_identical_to_the_textbook_formula() -> None:
+def test_fsq_fused_rounding_is_identical_to_the_textbook_formula(fsq_path: str) -> None:
     """The fast tanh + tie fix-up gives exactly round(tanh(z + shift) * half_l - offset)."""
     q = FSQ([8, 5, 5, 5, 2, 3]).eval()
     c = q._consts(1, torch.device("cpu"))
@@ -59,7 +80,7 @@ def test_fsq_fused_rounding_is_identical_to_the_textbook_formula() -> None:
     assert torch.equal(out.quantized, ref / c["hw"])
 
 
-def test_fsq_straight_through_gradient_is_the_bound_derivative() -> None:
+def test_fsq_straight_through_gradient_is_the_bound_derivative(fsq_path: str) -> None:
     q = FSQ([8, 5, 5, 5])
     x = torch.randn(64, 4, requires_grad=True)
     q(x).quantized.sum().backward()
@@ -69,7 +90,33 @@ def test_fsq_straight_through_gradient_is_the_bound_derivative() -> None:
     assert (x.grad > 0).all()
 
 
-def test_fsq_survives_a_half_precision_module_cast() -> None:
+@pytest.mark.skipif(native._compiler() is None, reason="no C compiler for the native kernel")
+@pytest.mark.parametrize("n", [1, 7, 8, 4099])
+def test_fsq_native_and_torch_paths_agree_exactly(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Codes, indices and gradients; odd token counts (padding) and > 256 flagged tokens."""
+    q = FSQ([8, 5, 5, 5, 2, 3, 16])
+    c = q._consts(1, torch.device("cpu"))
+    g = torch.Generator().manual_seed(n)
+    z = torch.randn(n, 7, generator=g) * 2
+    if n > 1000:  # every fifth token straddles a rounding boundary by 1e-7: the kernel's list overflows
+        k = torch.randint(-1, 1, (n // 5, 7), generator=g).float() + 0.5
+        boundary = torch.atanh(((k + c["offset"]) / c["half_l"]).clamp(-0.999, 0.999)) - c["shift"]
+        z[::5][: n // 5] = boundary + 1e-7 * torch.randn(boundary.shape, generator=g).sign()
+    results = {}
+    for path in ("native", "torch"):
+        if path == "torch":
+            monkeypatch.setattr(_fsq_native, "usable", lambda z, size: None)
+        x = z.clone().requires_grad_(True)
+        out = q(x)
+        (out.quantized * torch.linspace(-1, 1, out.quantized.numel()).view_as(out.quantized)).sum().backward()
+        results[path] = (out.quantized.detach(), out.indices, x.grad)
+    (qa, ia, ga), (qb, ib, gb) = results["native"], results["torch"]
+    assert torch.equal(ia, ib)
+    assert torch.equal(qa, qb)
+    assert torch.allclose(ga, gb, rtol=1e-5, atol=1e-7)
+
+
+def test_fsq_survives_a_half_precision_module_cast(fsq_path: str) -> None:
     """Constants are not buffers: .half() on a model cannot corrupt the grid or the indices."""
     ref = FSQ([8, 8, 8, 5, 5, 5]).eval()
     cast = FSQ([8, 8, 8, 5, 5, 5]).half().eval()

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vistok.quantize import VectorQuantizer, kmeans, nearest_code, rotation_trick, topk_codes
+from vistok.quantize import VectorQuantizer, _search, kmeans, nearest_code, rotation_trick, topk_codes
+from vistok.utils import native
 
 
 def _brute(x: torch.Tensor, cb: torch.Tensor, cosine: bool) -> torch.Tensor:
@@ -15,6 +16,11 @@ def _brute(x: torch.Tensor, cb: torch.Tensor, cosine: bool) -> torch.Tensor:
     return torch.cdist(x.double(), cb.double()).argmin(1)
 
 
+needs_cc = pytest.mark.skipif(native._compiler() is None, reason="no C compiler for the native kernel")
+BACKENDS = ["torch", pytest.param("native", marks=needs_cc)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cosine", [False, True])
 @pytest.mark.parametrize(
     ("n", "k", "chunk"),
@@ -26,25 +32,27 @@ def _brute(x: torch.Tensor, cb: torch.Tensor, cosine: bool) -> torch.Tensor:
         (100, 5000, 5000),  # rows == 1 per chunk
     ],
 )
-def test_nearest_code_equals_brute_force(cosine: bool, n: int, k: int, chunk: int) -> None:
+def test_nearest_code_equals_brute_force(cosine: bool, n: int, k: int, chunk: int, backend: str) -> None:
     g = torch.Generator().manual_seed(n + k)
     x, cb = torch.randn(n, 8, generator=g), torch.randn(k, 8, generator=g)
     if cosine:
         x, cb = F.normalize(x, dim=1), F.normalize(cb, dim=1)
-    got = nearest_code(x, cb, cosine=cosine, chunk_size=chunk)
+    got = nearest_code(x, cb, cosine=cosine, chunk_size=chunk, backend=backend)
     assert torch.equal(got, _brute(x, cb, cosine))
 
 
-def test_nearest_code_ties_go_to_lowest_index() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nearest_code_ties_go_to_lowest_index(backend: str) -> None:
     cb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]).repeat(1000, 1)
     x = torch.tensor([[2.0, 0.1], [0.1, 2.0]])
-    assert nearest_code(x, cb, chunk_size=512).tolist() == [0, 1]
+    assert nearest_code(x, cb, chunk_size=512, backend=backend).tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cosine", [False, True])
 @pytest.mark.parametrize(("k", "chunk"), [(40000, 1 << 19), (3000, 1 << 12), (16384, 1 << 19)])
 def test_nearest_code_ties_across_blocks_and_chunks_go_to_lowest_index(
-    cosine: bool, k: int, chunk: int
+    cosine: bool, k: int, chunk: int, backend: str
 ) -> None:
     """Exact duplicates of the best code in later blocks and code chunks never win."""
     g = torch.Generator().manual_seed(k)
@@ -57,28 +65,97 @@ def test_nearest_code_ties_across_blocks_and_chunks_go_to_lowest_index(
     later = torch.randint(k // 2, k, (70,), generator=g)
     keep = later > best
     cb[later[keep]] = cb[best[keep]]
-    got = nearest_code(x, cb, cosine=cosine, chunk_size=chunk)
+    got = nearest_code(x, cb, cosine=cosine, chunk_size=chunk, backend=backend)
     assert torch.equal(got, _brute(x, cb, cosine))
     assert torch.equal(got[keep], best[keep])
 
 
-def test_nearest_code_all_codes_equal_gives_index_zero() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nearest_code_all_codes_equal_gives_index_zero(backend: str) -> None:
     cb = torch.ones(5000, 4)
     x = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
-    assert nearest_code(x, cb, chunk_size=1 << 12).eq(0).all()
-    assert nearest_code(F.normalize(x, dim=1), F.normalize(cb, dim=1), cosine=True).eq(0).all()
+    assert nearest_code(x, cb, chunk_size=1 << 12, backend=backend).eq(0).all()
+    xn, cbn = F.normalize(x, dim=1), F.normalize(cb, dim=1)
+    assert nearest_code(xn, cbn, cosine=True, backend=backend).eq(0).all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cosine", [False, True])
-def test_nearest_code_row_remainder_and_padded_codes(cosine: bool) -> None:
+def test_nearest_code_row_remainder_and_padded_codes(cosine: bool, backend: str) -> None:
     """N not a multiple of the chunk rows, K not a multiple of the block: padding never wins."""
     g = torch.Generator().manual_seed(3)
     x, cb = torch.randn(1001, 8, generator=g), torch.randn(16383, 8, generator=g)
     if cosine:
         x, cb = F.normalize(x, dim=1), F.normalize(cb, dim=1)
-    got = nearest_code(x, cb, cosine=cosine)
+    got = nearest_code(x, cb, cosine=cosine, backend=backend)
     assert int(got.max()) < 16383
     assert torch.equal(got, _brute(x, cb, cosine))
+
+
+@needs_cc
+@pytest.mark.parametrize("cosine", [False, True])
+@pytest.mark.parametrize(
+    ("n", "k", "d"), [(1, 1, 1), (3, 15, 3), (5, 17, 8), (17, 33, 65), (6, 300, 200), (9, 5000, 1)]
+)
+def test_native_search_on_odd_shapes_equals_brute_force(cosine: bool, n: int, k: int, d: int) -> None:
+    """Rows not a multiple of the row block, codes not a multiple of the lanes, any width."""
+    g = torch.Generator().manual_seed(n * k + d)
+    x, cb = torch.randn(n, d, generator=g), torch.randn(k, d, generator=g)
+    if cosine:
+        x, cb = F.normalize(x, dim=1), F.normalize(cb, dim=1)
+    got = nearest_code(x, cb, cosine=cosine, backend="native")
+    assert torch.equal(got, _brute(x, cb, cosine))
+
+
+@needs_cc
+@pytest.mark.parametrize("cosine", [False, True])
+def test_native_search_ties_inside_one_step_go_to_the_lowest_lane(cosine: bool) -> None:
+    """Copies of each row's best code at every other offset of the same 16-code step and the next."""
+    g = torch.Generator().manual_seed(11)
+    x, cb = (
+        F.normalize(torch.randn(40, 8, generator=g), dim=1),
+        F.normalize(torch.randn(4096, 8, generator=g), dim=1),
+    )
+    best = _brute(x, cb, cosine)
+    for b in best.tolist():
+        for j in range(b + 1, min(b + 32, 4096)):
+            if j not in set(best.tolist()):
+                cb[j] = cb[b]
+    got = nearest_code(x, cb, cosine=cosine, backend="native")
+    assert torch.equal(got, _brute(x, cb, cosine))
+
+
+@needs_cc
+def test_native_search_is_the_same_for_any_thread_count() -> None:
+    g = torch.Generator().manual_seed(5)
+    x, cb = torch.randn(4099, 8, generator=g), torch.randn(3000, 8, generator=g)
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            runs.append(nearest_code(x, cb, backend="native"))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(runs[0], r) for r in runs)
+    assert torch.equal(runs[0], nearest_code(x, cb, backend="torch"))
+
+
+def test_native_backend_off_or_unsuitable_input_raises_and_auto_falls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x, cb = torch.randn(10, 4), torch.randn(50, 4)
+    with pytest.raises(RuntimeError, match="float32 CPU"):
+        nearest_code(x.double(), cb.double(), backend="native")
+    assert torch.equal(nearest_code(x.double(), cb.double()), _brute(x, cb, False))
+    monkeypatch.setenv("VISTOK_NATIVE", "0")
+    monkeypatch.setattr(native, "_loaded", {})
+    assert _search._kernel() is None
+    with pytest.raises(RuntimeError, match="could not be built"):
+        nearest_code(x, cb, backend="native")
+    assert torch.equal(nearest_code(x, cb), _brute(x, cb, False))
+    with pytest.raises(ValueError, match="backend"):
+        nearest_code(x, cb, backend="cuda")
 
 
 @pytest.mark.parametrize("cosine", [False, True])

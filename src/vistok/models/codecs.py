@@ -237,48 +237,87 @@ class QualityCodec(ImageCodec):
         return len(self.file(Image.fromarray(array, "RGB"), self.quality_range[0]))
 
 
+@TOKENIZERS.register("jpeg")
 class JPEG(QualityCodec):
+    """JPEG (libjpeg via Pillow), optimized Huffman tables; rate = file bytes.
+
+    ``bytes=N``: per image, the highest quality (1..100) whose file is <= N bytes (``quality``
+    is then ignored); quality 1 flagged ``over_budget`` when none fits.
+    """
+
     format = "JPEG"
     quality_range = (1, 100)
 
-    def __init__(self, quality: int, subsampling: str, optimize: bool, byte_budget: int | None = None):
-        super().__init__(quality, byte_budget)
+    def __init__(
+        self,
+        *,
+        quality: int = 75,
+        subsampling: Literal["4:2:0", "4:2:2", "4:4:4"] = "4:2:0",
+        optimize: bool = True,
+        bytes: int | None = None,
+    ):
+        super().__init__(quality, bytes)
         self.subsampling, self.optimize = subsampling, optimize
 
     def options(self) -> dict[str, Any]:
         return {"subsampling": self.subsampling, "optimize": self.optimize}
 
 
+@TOKENIZERS.register("webp")
 class WebP(QualityCodec):
+    """WebP (libwebp via Pillow); rate = file bytes.
+
+    ``bytes=N``: per image, the highest quality (0..100) whose file is <= N bytes (``quality``
+    is then ignored); quality 0 flagged ``over_budget`` when none fits. Lossy only.
+    """
+
     format = "WEBP"
 
-    def __init__(self, quality: int, method: int, lossless: bool, byte_budget: int | None = None):
+    def __init__(
+        self, *, quality: int = 75, method: int = 4, lossless: bool = False, bytes: int | None = None
+    ):
         _check_range("webp method", method, 0, 6)
-        if lossless and byte_budget is not None:
+        if lossless and bytes is not None:
             raise ValueError("webp: bytes= needs lossy WebP (lossless=false)")
-        super().__init__(quality, byte_budget)
+        super().__init__(quality, bytes)
         self.method, self.lossless = method, lossless
 
     def options(self) -> dict[str, Any]:
         return {"method": self.method, "lossless": self.lossless}
 
 
+def _avif_available() -> str | None:
+    if features.check("avif"):
+        return None
+    return "this Pillow has no AVIF support (install Pillow >= 11.2 wheels, or pillow-avif-plugin)"
+
+
+@TOKENIZERS.register("avif", available=_avif_available)
 class AVIF(QualityCodec):
+    """AVIF (libavif via Pillow, 4:2:0); rate = file bytes.
+
+    ``bytes=N``: per image, the highest quality (0..100) whose file is <= N bytes (``quality``
+    is then ignored); quality 0 flagged ``over_budget`` when none fits.
+    """
+
     format = "AVIF"
 
-    def __init__(self, quality: int, speed: int, byte_budget: int | None = None):
+    def __init__(self, *, quality: int = 50, speed: int = 6, bytes: int | None = None):
         _check_range("avif speed", speed, 0, 10)
-        super().__init__(quality, byte_budget)
+        super().__init__(quality, bytes)
         self.speed = speed
 
     def options(self) -> dict[str, Any]:
         return {"speed": self.speed, "subsampling": "4:2:0"}
 
 
+@TOKENIZERS.register("png")
 class PNG(ImageCodec):
+    """PNG, lossless: reconstruction is bit-exact; rate = file bytes."""
+
     format = "PNG"
 
-    def __init__(self, compress_level: int):
+    def __init__(self, *, compress_level: int = 9):
         super().__init__()
         _check_range("png compress_level", compress_level, 0, 9)
         self.compress_level = compress_level
@@ -297,15 +336,17 @@ _FILTERS = {
 Filter = Literal["nearest", "box", "bilinear", "bicubic", "lanczos"]
 
 
+@TOKENIZERS.register("resize")
 class Resize(ImageCodec):
-    """Downsample by ``factor``, store losslessly as PNG, upsample back on decode.
+    """Down by ``factor`` then back up (TokBench's upper bound); rate = PNG of the small image.
 
-    TokBench's upper bound for a tokenizer of the same spatial compression.
+    The small image is stored losslessly, so the loss is the resampling alone: an upper
+    bound for a tokenizer of the same spatial compression.
     """
 
     format = "PNG"
 
-    def __init__(self, factor: float, down: Filter, up: Filter):
+    def __init__(self, *, factor: float = 4.0, down: Filter = "bicubic", up: Filter = "bicubic"):
         super().__init__()
         if not factor >= 1.0:
             raise ValueError(f"resize factor must be >= 1, got {factor}")
@@ -335,30 +376,39 @@ ThumbnailFormat = Literal["webp", "jpeg", "avif"]
 THUMBNAIL_QUALITY: dict[str, int] = {"webp": 20, "jpeg": 20, "avif": 30}
 
 
+@TOKENIZERS.register("thumbnail")
 class Thumbnail(ImageCodec):
-    """An equal-bytes thumbnail: the largest downscaled copy whose file fits ``byte_budget``.
+    """Equal-bytes thumbnail: the largest downscaled image whose file fits ``bytes``; upscaled back.
 
     The image is shrunk (aspect ratio kept; long side searched by bisection, never
-    enlarged) with ``down`` and stored as ``format`` at the fixed ``quality``; ``decode``
-    upsamples back to the original size with ``up``. The file never exceeds the budget.
+    enlarged) with ``down`` and stored as ``format`` at the fixed ``quality`` (default per
+    format: webp 20, jpeg 20, avif 30); ``decode`` upsamples back to the original size with
+    ``up``. The file never exceeds ``bytes``: :class:`BudgetError` when not even a 1x1 file
+    fits (on photos about 50-60 bytes for webp, 285 for jpeg, 310 for avif). Rate = file bytes.
     """
 
     supports_budget = True
 
     def __init__(
-        self, format: ThumbnailFormat, byte_budget: int, quality: int | None, down: Filter, up: Filter
+        self,
+        *,
+        format: ThumbnailFormat = "webp",
+        bytes: int = 2048,
+        quality: int | None = None,
+        down: Filter = "bicubic",
+        up: Filter = "lanczos",
     ):
         super().__init__()
         if format == "avif" and _avif_available():
             raise ValueError(f"thumbnail format=avif: {_avif_available()}")
-        _check_budget("thumbnail", byte_budget)
+        _check_budget("thumbnail", bytes)
         q = THUMBNAIL_QUALITY[format] if quality is None else quality
         self.inner: QualityCodec = {
-            "webp": lambda: WebP(q, method=4, lossless=False),
-            "jpeg": lambda: JPEG(q, subsampling="4:2:0", optimize=True),
-            "avif": lambda: AVIF(q, speed=6),
+            "webp": lambda: WebP(quality=q, method=4, lossless=False),
+            "jpeg": lambda: JPEG(quality=q, subsampling="4:2:0", optimize=True),
+            "avif": lambda: AVIF(quality=q, speed=6),
         }[format]()
-        self.byte_budget = byte_budget  # always set: a thumbnail is defined by its budget
+        self.byte_budget = bytes  # always set: a thumbnail is defined by its budget
         self.quality, self.down, self.up = q, down, up
 
     @property
@@ -400,78 +450,3 @@ class Thumbnail(ImageCodec):
     def min_bytes(self, array: np.ndarray) -> int:
         """Size of the 1x1 thumbnail's file: budgets below it raise :class:`BudgetError`."""
         return len(self._file_at(Image.fromarray(array, "RGB"), 1))
-
-
-def _avif_available() -> str | None:
-    if features.check("avif"):
-        return None
-    return "this Pillow has no AVIF support (install Pillow >= 11.2 wheels, or pillow-avif-plugin)"
-
-
-# ---- registry entries (defaults are data; the classes above are the architecture) ----
-@TOKENIZERS.register("jpeg")
-def jpeg(
-    *,
-    quality: int = 75,
-    subsampling: Literal["4:2:0", "4:2:2", "4:4:4"] = "4:2:0",
-    optimize: bool = True,
-    bytes: int | None = None,
-) -> Tokenizer:
-    """JPEG (libjpeg via Pillow), optimized Huffman tables; rate = file bytes.
-
-    ``bytes=N``: per image, the highest quality (1..100) whose file is <= N bytes (``quality``
-    is then ignored); quality 1 flagged ``over_budget`` when none fits.
-    """
-    return JPEG(quality, subsampling, optimize, bytes)
-
-
-@TOKENIZERS.register("webp")
-def webp(
-    *, quality: int = 75, method: int = 4, lossless: bool = False, bytes: int | None = None
-) -> Tokenizer:
-    """WebP (libwebp via Pillow); rate = file bytes.
-
-    ``bytes=N``: per image, the highest quality (0..100) whose file is <= N bytes (``quality``
-    is then ignored); quality 0 flagged ``over_budget`` when none fits. Lossy only.
-    """
-    return WebP(quality, method, lossless, bytes)
-
-
-@TOKENIZERS.register("avif", available=_avif_available)
-def avif(*, quality: int = 50, speed: int = 6, bytes: int | None = None) -> Tokenizer:
-    """AVIF (libavif via Pillow, 4:2:0); rate = file bytes.
-
-    ``bytes=N``: per image, the highest quality (0..100) whose file is <= N bytes (``quality``
-    is then ignored); quality 0 flagged ``over_budget`` when none fits.
-    """
-    return AVIF(quality, speed, bytes)
-
-
-@TOKENIZERS.register("png")
-def png(*, compress_level: int = 9) -> Tokenizer:
-    """PNG, lossless: reconstruction is bit-exact; rate = file bytes."""
-    return PNG(compress_level)
-
-
-@TOKENIZERS.register("resize")
-def resize(*, factor: float = 4.0, down: Filter = "bicubic", up: Filter = "bicubic") -> Tokenizer:
-    """Down by ``factor`` then back up (TokBench's upper bound); rate = PNG of the small image."""
-    return Resize(factor, down, up)
-
-
-@TOKENIZERS.register("thumbnail")
-def thumbnail(
-    *,
-    format: ThumbnailFormat = "webp",
-    bytes: int = 2048,
-    quality: int | None = None,
-    down: Filter = "bicubic",
-    up: Filter = "lanczos",
-) -> Tokenizer:
-    """Equal-bytes thumbnail: the largest downscaled image whose file fits ``bytes``; upscaled back.
-
-    ``quality``: fixed quality of the small file (default per format: webp 20, jpeg 20,
-    avif 30). Never exceeds ``bytes``; raises :class:`BudgetError` when not even a 1x1 file
-    fits (on photos about 50-60 bytes for webp, 285 for jpeg, 310 for avif). Rate = file bytes.
-    """
-    return Thumbnail(format, bytes, quality, down, up)
