@@ -49,3 +49,22 @@ def test_probe_writes_results_and_report(tmp_path: Path) -> None:
     # a rerun reuses the token datasets and the trained prior
     assert main(args) == 0
     assert json.loads((tmp_path / "pca" / "results.json").read_text())["heldout_nll"] == h
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _corpus_installed(), reason="photo corpus packages not installed (vistok data corpus)"
+)
+def test_probe_of_a_point_uses_k_tokens(tmp_path: Path) -> None:
+    """``vistok-1d@8`` probes 8 tokens of the variable-length model, not its 256."""
+    sets = ["max_images=2", "steps=2", "samples=2", "reference=2", "speed_batch=1", "augment=none",
+            "heldout_augment=none", 'prior="ar:dim=32,depth=1,heads=2"']  # fmt: skip
+    args = ["probe", "-t", "vistok-1d@8", "--name", "oned", "-o", str(tmp_path)]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    r = json.loads((tmp_path / "oned" / "results.json").read_text())
+    assert r["tokenizer"]["num_tokens"] == 8
+    assert r["tokenizer"]["token_shape"] == [8]
+    h = r["heldout_nll"]
+    assert h["bits_per_image"] == pytest.approx(h["bits_per_token"] * 8, rel=1e-6)

@@ -37,6 +37,7 @@ from vistok.prior.decode import decode_ids
 from vistok.prior.sampling import SamplingConfig
 from vistok.prior.space import TokenSpace
 from vistok.prior.train import PriorTrainConfig, PriorTrainer, TokenData, evaluate_nll
+from vistok.registry import split_point
 from vistok.utils.io import atomic_write_text
 from vistok.utils.threads import torch_threads
 
@@ -94,17 +95,23 @@ def _corpus_inputs(split: str, limit: int | None) -> list[tuple[Path, Path]]:
 
 def _materialize_tokenizer(spec: str, out: Path, seed: int) -> tuple[str, Any]:
     """The tokenizer as a checkpoint folder under ``out`` (a registry spec is built with
-    ``torch.manual_seed(seed)`` first, so an untrained one is reproducible), and the model."""
+    ``torch.manual_seed(seed)`` first, so an untrained one is reproducible), and the model.
+
+    ``NAME@k`` keeps its point: the folder is NAME's and the returned spec is ``folder@k``
+    (what the token datasets are made with), so ``vistok-1d@128`` probes 128 tokens.
+    """
     import vistok
     from vistok.hub import load, save_pretrained
 
+    base, k = split_point(spec)
+    point = "" if k is None else f"@{k}"
     folder = out / "tokenizer"
-    if Path(spec).is_dir():
-        return str(Path(spec).resolve()), load(spec)
+    if Path(base).is_dir():
+        return str(Path(base).resolve()) + point, load(base)
     if not (folder / "config.json").is_file():
         torch.manual_seed(seed)
-        save_pretrained(vistok.create(spec), folder)
-    return str(folder.resolve()), load(folder)
+        save_pretrained(vistok.create(base), folder)
+    return str(folder.resolve()) + point, load(folder)
 
 
 def _tokenize(
@@ -284,7 +291,8 @@ def run_probe(
         "format": PROBE_FORMAT,
         "tokenizer": {
             "spec": spec,
-            "checkpoint": tok_dir,
+            "checkpoint": split_point(tok_dir)[0],
+            "num_tokens": split_point(tok_dir)[1],
             "family": getattr(tok, "family", None),
             "vocab_size": tok.vocab_size,
             "index_factors": train_ds.factors,
