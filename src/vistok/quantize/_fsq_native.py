@@ -61,12 +61,18 @@ def usable(z: Tensor, codebook_size: int) -> ctypes.CDLL | None:
     """The kernel when ``z`` (``[N, d]``) can take the native path, else ``None``."""
     if z.device.type != "cpu" or z.dtype != torch.float32 or codebook_size >= 1 << 24:
         return None
-    if torch.compiler.is_compiling():
+    if _compiling():
         return None
     lib = kernel()
     if lib is None or z.shape[1] > lib.vistok_fsq_max_channels():
         return None
     return lib
+
+
+def _compiling() -> bool:
+    """Whether ``torch.compile`` is tracing (a ctypes call cannot be traced); torch >= 2.3 says."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
 
 
 def _threads(elements: int) -> int:
