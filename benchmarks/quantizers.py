@@ -7,7 +7,8 @@
 Time: forward + backward (``quantized.square().mean() + loss``) of a batch of 64 x 256
 tokens, both libraries in this one process, interleaved (ours, theirs, ours, ...), best of
 ``--reps`` (at least ~0.3 s worth, up to 300, for sub-millisecond cases) after a warm-up
-step (which also runs first-batch initializations).
+step (which also runs first-batch initializations). FSQ also times vistok's torch path (its C
+kernel switched off) in the same rotation.
 
 Memory: every (case, library) runs again in a fresh subprocess: after imports and
 model/input creation the heap is trimmed and the resident-set high-water mark reset
@@ -203,32 +204,48 @@ def _memory(case: str, lib: str, limit_gb: float, threads: int) -> dict:
 
 
 def _time_pair(c: Case, reps: int, skip_theirs: bool) -> dict:
+    """Ours, theirs and (FSQ) ours on its torch path, interleaved round by round, best of each."""
     torch.manual_seed(0)
     ours = c.ours().train()
     theirs = None if skip_theirs else c.theirs().train()
     x = _input(c.dim)
-    _step("vistok", ours, x)  # warm-up (first-batch init)
+    steps = {"ours_s": lambda: _step("vistok", ours, x)}
     if theirs is not None:
-        _step("theirs", theirs, x)
+        steps["theirs_s"] = lambda: _step("theirs", theirs, x)
+    if c.name == "fsq":  # the same module with its C kernel switched off
+        steps["ours_torch_path_s"] = lambda: _torch_path(lambda: _step("vistok", ours, x))
+    for fn in steps.values():  # warm-up (first-batch init)
+        fn()
     s = time.perf_counter()
-    _step("vistok", ours, x)
+    steps["ours_s"]()
     # sub-millisecond cases: many interleaved repetitions, so the minimum is not noise
     reps = max(reps, min(300, int(0.3 / max(time.perf_counter() - s, 1e-6))))
-    t_ours, t_theirs = [], []
+    times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(reps):
-        s = time.perf_counter()
-        _step("vistok", ours, x)
-        t_ours.append(time.perf_counter() - s)
-        if theirs is not None:
+        for key, fn in steps.items():
             s = time.perf_counter()
-            _step("theirs", theirs, x)
-            t_theirs.append(time.perf_counter() - s)
-    res = {"ours_s": min(t_ours), "theirs_s": min(t_theirs) if t_theirs else float("nan"), "reps": reps}
+            fn()
+            times[key].append(time.perf_counter() - s)
+    res = {k: min(v) for k, v in times.items()}
+    res.setdefault("theirs_s", float("nan"))
+    res["reps"] = reps
     if c.name == "fsq":
         res["indices"] = _check_fsq_indices(ours, theirs)
     if c.name == "vq" and theirs is not None:
         res["indices"] = _vq_agreement(ours, theirs)
     return res
+
+
+def _torch_path(fn: Callable[[], object]) -> object:
+    """Run ``fn`` with vistok's FSQ kernel switched off (its torch path)."""
+    from vistok.quantize import _fsq_native
+
+    usable = _fsq_native.usable
+    _fsq_native.usable = lambda z, size: None
+    try:
+        return fn()
+    finally:
+        _fsq_native.usable = usable
 
 
 def _check_fsq_indices(ours, theirs) -> str:
@@ -377,6 +394,8 @@ def _print_row(row: dict, limit: float) -> None:
     else:
         theirs_txt, ratio = f"{1e3 * theirs:.2f} ms", f"{row['ratio']:.1f}x"
     extra = f"  [{row['indices']}]" if "indices" in row else ""
+    if "ours_torch_path_s" in row:
+        extra += f"  [vistok torch path {1e3 * row['ours_torch_path_s']:.2f} ms]"
     print(
         f"{row['case']:8s} vistok {ours_ms:9.2f} ms | vqp {theirs_txt:>12s} | speed-up {ratio:>6s} | "
         f"peak mem vistok {_fmt_mem(row['mem']['vistok'], limit)}, vqp {_fmt_mem(row['mem']['theirs'], limit)}"
