@@ -21,16 +21,21 @@ def _corpus_installed() -> bool:
     return True
 
 
+def _probe_args(spec: str, name: str, out: Path, sets: list[str]) -> list[str]:
+    """``vistok probe`` on two corpus images with a tiny prior, plus ``sets``."""
+    args = ["probe", "-t", spec, "--name", name, "-o", str(out), "--set", "max_images=2"]
+    for s in [*sets, "speed_batch=1", 'prior="ar:dim=32,depth=1,heads=2"']:
+        args += ["--set", s]
+    return args
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not _corpus_installed(), reason="photo corpus packages not installed (vistok data corpus)"
 )
 def test_probe_writes_results_and_report(tmp_path: Path) -> None:
-    sets = ["max_images=2", "steps=3", "samples=4", "reference=4", "speed_batch=1", "augment=flip",
-            "heldout_augment=flip", 'prior="ar:dim=32,depth=1,heads=2"']  # fmt: skip
-    args = ["probe", "-t", "vistok-pca", "--name", "pca", "-o", str(tmp_path)]
-    for s in sets:
-        args += ["--set", s]
+    sets = ["steps=3", "samples=4", "reference=4", "augment=flip", "heldout_augment=flip"]
+    args = _probe_args("vistok-pca", "pca", tmp_path, sets)
     assert main(args) == 0
     r = json.loads((tmp_path / "pca" / "results.json").read_text())
     assert r["format"] == "vistok.probe/1"
@@ -57,12 +62,8 @@ def test_probe_writes_results_and_report(tmp_path: Path) -> None:
 )
 def test_probe_of_a_point_uses_k_tokens(tmp_path: Path) -> None:
     """``vistok-1d@8`` probes 8 tokens of the variable-length model, not its 256."""
-    sets = ["max_images=2", "steps=2", "samples=2", "reference=2", "speed_batch=1", "augment=none",
-            "heldout_augment=none", 'prior="ar:dim=32,depth=1,heads=2"']  # fmt: skip
-    args = ["probe", "-t", "vistok-1d@8", "--name", "oned", "-o", str(tmp_path)]
-    for s in sets:
-        args += ["--set", s]
-    assert main(args) == 0
+    sets = ["steps=2", "samples=2", "reference=2", "augment=none", "heldout_augment=none"]
+    assert main(_probe_args("vistok-1d@8", "oned", tmp_path, sets)) == 0
     r = json.loads((tmp_path / "oned" / "results.json").read_text())
     assert r["tokenizer"]["num_tokens"] == 8
     assert r["tokenizer"]["token_shape"] == [8]

@@ -96,31 +96,26 @@ def _corpus_inputs(split: str, limit: int | None) -> list[tuple[Path, Path]]:
 def _materialize_tokenizer(spec: str, out: Path, seed: int) -> tuple[str, Any]:
     """The tokenizer as a checkpoint folder under ``out`` (a registry spec is built with
     ``torch.manual_seed(seed)`` first, so an untrained one is reproducible), and the model.
-
-    ``NAME@k`` keeps its point: the folder is NAME's and the returned spec is ``folder@k``
-    (what the token datasets are made with), so ``vistok-1d@128`` probes 128 tokens.
-    """
+    ``spec`` is without a ``@k`` point (the caller splits it off and keeps it)."""
     import vistok
     from vistok.hub import load, save_pretrained
 
-    base, k = split_point(spec)
-    point = "" if k is None else f"@{k}"
     folder = out / "tokenizer"
-    if Path(base).is_dir():
-        return str(Path(base).resolve()) + point, load(base)
+    if Path(spec).is_dir():
+        return str(Path(spec).resolve()), load(spec)
     if not (folder / "config.json").is_file():
         torch.manual_seed(seed)
-        save_pretrained(vistok.create(base), folder)
-    return str(folder.resolve()) + point, load(folder)
+        save_pretrained(vistok.create(spec), folder)
+    return str(folder.resolve()), load(folder)
 
 
 def _tokenize(
-    inputs: list[tuple[Path, Path]], out: Path, tok_dir: str, cfg: ProbeConfig, augment: str
+    inputs: list[tuple[Path, Path]], out: Path, tok_spec: str, cfg: ProbeConfig, augment: str
 ) -> Any:
     from vistok.data.token_dataset import TokenDataset
     from vistok.data.tokenize import TokenizeOptions, tokenize_images
 
-    opts = TokenizeOptions(tokenizer=tok_dir, size=cfg.size, augment=augment, batch_size=16, workers=2)
+    opts = TokenizeOptions(tokenizer=tok_spec, size=cfg.size, augment=augment, batch_size=16, workers=2)
     res = tokenize_images(inputs, out, opts)
     if res.skipped:
         print(f"{out}: {len(res.skipped)} image(s) skipped: {res.skipped[:3]}", file=sys.stderr)
@@ -205,16 +200,18 @@ def run_probe(
     timings: dict[str, float] = {}
     with torch_threads(cfg.threads):
         t = time.perf_counter()
-        tok_dir, tok = _materialize_tokenizer(spec, out, cfg.seed)
+        base, num_tokens = split_point(spec)  # NAME@k: the folder is NAME's, the datasets keep k tokens
+        tok_dir, tok = _materialize_tokenizer(base, out, cfg.seed)
+        tok_spec = tok_dir if num_tokens is None else f"{tok_dir}@{num_tokens}"
         if tok.kind != "discrete":
             raise ValueError(f"{spec}: the probe needs a discrete tokenizer (ids), got kind {tok.kind!r}")
         train_ds = _tokenize(
-            _corpus_inputs(cfg.train_split, cfg.max_images), out / "tokens-train", tok_dir, cfg, cfg.augment
+            _corpus_inputs(cfg.train_split, cfg.max_images), out / "tokens-train", tok_spec, cfg, cfg.augment
         )
         held_ds = _tokenize(
             _corpus_inputs(cfg.heldout_split, cfg.max_images),
             out / "tokens-heldout",
-            tok_dir,
+            tok_spec,
             cfg,
             cfg.heldout_augment,
         )
@@ -291,8 +288,8 @@ def run_probe(
         "format": PROBE_FORMAT,
         "tokenizer": {
             "spec": spec,
-            "checkpoint": split_point(tok_dir)[0],
-            "num_tokens": split_point(tok_dir)[1],
+            "checkpoint": tok_dir,
+            "num_tokens": num_tokens,
             "family": getattr(tok, "family", None),
             "vocab_size": tok.vocab_size,
             "index_factors": train_ds.factors,
