@@ -29,32 +29,20 @@ _PARALLEL_ELEMENTS = 1 << 14  # below this, one thread
 _FLAG_CAP = 256  # flagged tokens listed by the kernel; beyond, they are found from the per-token flags
 
 
+_I64, _PTR, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+_SIGNATURES = {
+    "vistok_fsq_forward": (
+        [_PTR, _I64, _I64, _PTR, _PTR, ctypes.c_float, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _I64],
+        _I64,
+    ),
+    "vistok_fsq_fix": ([_PTR, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR], None),
+    "vistok_fsq_backward": ([_PTR, _PTR, _I64, _I64, _PTR, _INT, _PTR], _INT),
+}
+
+
 def kernel() -> ctypes.CDLL | None:
     """The compiled FSQ kernel with its ctypes signatures, or ``None``."""
-    lib = native.load(_KERNEL)
-    if lib is not None and lib.vistok_fsq_forward.argtypes is None:
-        i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        lib.vistok_fsq_forward.argtypes = [
-            ptr,
-            i64,
-            i64,
-            ptr,
-            ptr,
-            ctypes.c_float,
-            cint,
-            ptr,
-            ptr,
-            ptr,
-            ptr,
-            ptr,
-            i64,
-        ]
-        lib.vistok_fsq_forward.restype = i64
-        lib.vistok_fsq_fix.argtypes = [ptr, ptr, i64, i64, ptr, ptr, ptr, ptr]
-        lib.vistok_fsq_fix.restype = None
-        lib.vistok_fsq_backward.argtypes = [ptr, ptr, i64, i64, ptr, cint, ptr]
-        lib.vistok_fsq_backward.restype = cint
-    return lib
+    return native.load(_KERNEL, _SIGNATURES)
 
 
 def usable(z: Tensor, codebook_size: int) -> ctypes.CDLL | None:
@@ -99,7 +87,8 @@ class _FSQNative(torch.autograd.Function):
         tie: float,
     ) -> tuple[Tensor, Tensor]:
         n, d = z.shape
-        n_pad = math.ceil(n / lib.vistok_fsq_tokens_per_block()) * lib.vistok_fsq_tokens_per_block()
+        w = lib.vistok_fsq_tokens_per_block()
+        n_pad = math.ceil(n / w) * w
         zc = _padded(z, n_pad)
         q, s = torch.empty_like(zc), torch.empty_like(zc)
         index = torch.empty(n_pad, dtype=torch.long)

@@ -39,14 +39,13 @@ _PARALLEL_FLOPS = 1 << 22  # below this, one thread: a pool hand-off costs more 
 _BACKENDS = ("auto", "native", "torch")
 
 
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
+_SIGNATURES = {"vistok_nearest_code": ([_PTR, _I64, _PTR, _PTR, _I64, _I64, _I64, _PTR], ctypes.c_int)}
+
+
 def _kernel() -> ctypes.CDLL | None:
     """The compiled search kernel with its ctypes signature, or ``None`` (no compiler / disabled)."""
-    lib = native.load(_KERNEL)
-    if lib is not None and lib.vistok_nearest_code.argtypes is None:
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.vistok_nearest_code.argtypes = [ptr, i64, ptr, ptr, i64, i64, i64, ptr]
-        lib.vistok_nearest_code.restype = ctypes.c_int
-    return lib
+    return native.load(_KERNEL, _SIGNATURES)
 
 
 def _nearest_code_native(lib: ctypes.CDLL, x: Tensor, codebook: Tensor, cosine: bool) -> Tensor:

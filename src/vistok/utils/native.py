@@ -29,9 +29,10 @@ import subprocess
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from vistok.utils.io import user_cache_dir
 
@@ -110,11 +111,15 @@ def _build(source: Path, cc: str) -> Path:
     raise RuntimeError("; ".join(errors))
 
 
-def load(source: Path) -> ctypes.CDLL | None:
+Signatures = Mapping[str, tuple[list[Any], Any]]
+
+
+def load(source: Path, signatures: Signatures | None = None) -> ctypes.CDLL | None:
     """The compiled library of C file ``source``, or ``None`` when native kernels are off.
 
     Builds at most once per process (and once per machine, through the cache). A failed
     build warns once, naming the file and the compiler's message, and returns ``None``.
+    ``signatures`` (``{function: (argtypes, restype)}``) are set when the library is loaded.
     """
     if not available():
         return None
@@ -133,6 +138,9 @@ def load(source: Path) -> ctypes.CDLL | None:
             else:
                 try:
                     lib = ctypes.CDLL(str(_build(source, cc)))
+                    for name, (argtypes, restype) in (signatures or {}).items():
+                        fn = getattr(lib, name)
+                        fn.argtypes, fn.restype = argtypes, restype
                 except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                     warnings.warn(
                         f"vistok: could not build {source.name} ({e}); using the slower torch path",
