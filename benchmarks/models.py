@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import vistok
 
-DEFAULT_MODELS = ["conv2d-f8", "conv2d-f16", "vit2d-s-p16", "titok-s-128"]
+DEFAULT_MODELS = ["conv2d-f8", "conv2d-f16", "vit2d-s-p16", "latent1d-s-128"]
 
 
 def best_time(fn: Callable[[], object], iters: int) -> float:

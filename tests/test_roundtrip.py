@@ -24,7 +24,7 @@ from vistok.tokens import Tokens
 def titok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("titok")
-    vistok.create("titok-tiny").eval().save_pretrained(d)
+    vistok.create("latent1d-tiny").eval().save_pretrained(d)
     return d
 
 
@@ -103,8 +103,8 @@ def test_diffusers_adapter(tmp_path: Path, photo: np.ndarray, diffusers_dir: Pat
 
 def test_point_grammar_everywhere(titok_dir: Path) -> None:
     """``NAME@k`` is one grammar: registry specs, shipped names and folders alike."""
-    tiny = vistok.create("titok-tiny@5")
-    assert tiny.spec == "titok-tiny@5" and tiny.default_num_tokens == 5
+    tiny = vistok.create("latent1d-tiny@5")
+    assert tiny.spec == "latent1d-tiny@5" and tiny.default_num_tokens == 5
     x = torch.rand(1, 3, 32, 32)
     assert tiny.encode(x).lengths.tolist() == [5]
     assert tiny.encode(x, num_tokens=2).lengths.tolist() == [2]  # an explicit count wins
@@ -116,9 +116,9 @@ def test_point_grammar_everywhere(titok_dir: Path) -> None:
     ("spec", "message"),
     [
         ("jpeg@4", "fixed-length"),
-        ("titok-tiny@9", "1..8"),
-        ("titok-tiny@x", "NAME@k"),
-        ("titok-tiny@0", ">= 1"),
+        ("latent1d-tiny@9", "1..8"),
+        ("latent1d-tiny@x", "NAME@k"),
+        ("latent1d-tiny@0", ">= 1"),
     ],
 )
 def test_bad_points_are_spec_errors(spec: str, message: str) -> None:

@@ -357,6 +357,7 @@ _COMMAND_MODULES = [
     "vistok.data.cli",
     "vistok.reduce.bench",
     "vistok.prior.cli",
+    "vistok.models.zoo._cli",
 ]
 
 

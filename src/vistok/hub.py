@@ -13,6 +13,7 @@ from typing import Any
 
 from vistok.registry import TOKENIZERS, SpecError, format_spec, split_point
 from vistok.tokenizer import Tokenizer
+from vistok.utils.checkpoints import CheckpointError
 from vistok.utils.io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CheckpointError", "create", "list_tokenizers", "load", "save_pretrained"]
@@ -31,6 +32,7 @@ _OPTIONAL_MODULES = [
     "vistok.models.pca",
     "vistok.models.pretrained",
     "vistok.models.adapters",
+    "vistok.models.zoo",
 ]
 _loaded = False
 
@@ -40,10 +42,6 @@ _loaded = False
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "conv2d": {"norm": "group"},  # vistok < 0.2: GroupNorm everywhere
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be loaded; the message names the file and reason."""
 
 
 def _ensure_registered() -> None:
@@ -116,7 +114,11 @@ def save_pretrained(tokenizer: Tokenizer, directory: str | Path) -> Path:
     config = {
         "vistok_version": vistok.__version__,
         "name": tokenizer.registry_name,
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in tokenizer.config.items()},
+        "config": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in tokenizer.config.items()
+            if k not in tokenizer.source_keys  # where weights came from is not architecture
+        },
     }
     atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")

@@ -7,11 +7,11 @@ type annotated on the factory's keyword argument (``int``, ``float``, ``bool``,
 keys and badly typed values raise :class:`SpecError` with the list of what is valid.
 
 A spec may end in ``@k``: *the point of this tokenizer at k tokens* (``vistok-1d@4``,
-``titok-s-128:quantizer=fsq@32``; :func:`split_point`). The suffix is parsed here, once,
+``latent1d-s-128:quantizer=fsq@32``; :func:`split_point`). The suffix is parsed here, once,
 for every registry that gives a ``point`` hook (the tokenizer registry); the benchmark
 labels its points with the same grammar.
 
-Variants (``titok-s-128``) are entries that reuse a base factory with other defaults,
+Variants (``latent1d-s-128``) are entries that reuse a base factory with other defaults,
 so a family keeps its named sizes as data beside the architecture.
 
 Register a class and the registry reads its constructor: every named parameter with a

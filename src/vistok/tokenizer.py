@@ -58,6 +58,9 @@ class Tokenizer(nn.Module):
 
     kind: ClassVar[Kind] = "continuous"
     variable_length: ClassVar[bool] = False
+    # constructor parameters that say where weights come from, not what the model is:
+    # a saved checkpoint (``save_pretrained``) leaves them out of its config
+    source_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()

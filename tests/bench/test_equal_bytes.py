@@ -67,17 +67,17 @@ def test_budgets_are_the_tokenizers_bits_rounded_up_to_bytes() -> None:
 
 
 def test_equal_bytes_points_pair_every_learned_point_with_every_codec() -> None:
-    made = {"titok-tiny": vistok.create("titok-tiny")}
+    made = {"latent1d-tiny": vistok.create("latent1d-tiny")}
     create = lambda s: made.get(s) or vistok.create(s)  # noqa: E731
-    points = [Point("titok-tiny", 2), Point("titok-tiny", 8), Point("jpeg:quality=5"), Point("png")]
+    points = [Point("latent1d-tiny", 2), Point("latent1d-tiny", 8), Point("jpeg:quality=5"), Point("png")]
     eq = equal_bytes_points(points, ["thumbnail", "webp"], create=create)
     assert [p.label for p in eq] == [
-        "thumbnail@=titok-tiny@2",
-        "webp@=titok-tiny@2",
-        "thumbnail@=titok-tiny@8",
-        "webp@=titok-tiny@8",
+        "thumbnail@=latent1d-tiny@2",
+        "webp@=latent1d-tiny@2",
+        "thumbnail@=latent1d-tiny@8",
+        "webp@=latent1d-tiny@8",
     ]  # codec points get none: they are the baselines themselves
-    assert eq[0].budget_of == Point("titok-tiny", 2)
+    assert eq[0].budget_of == Point("latent1d-tiny", 2)
     with pytest.raises(vistok.registry.SpecError, match="not a codec with a byte budget"):
         equal_bytes_points(points, ["png"], create=create)
 
@@ -131,12 +131,12 @@ def test_equal_bytes_points_use_each_images_own_budget(tmp_path: Path) -> None:
 def test_points_no_codec_file_fits_are_recorded_not_run_and_resume(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # titok-tiny: 1..8 tokens of ~10 bits, 2..10 bytes per image: below any WebP file
+    # latent1d-tiny: 1..8 tokens of ~10 bits, 2..10 bytes per image: below any WebP file
     data = samples_data(("photos",)).subset(2)
     cfg = BenchConfig(suites=())
     kw = {"progress": False, "equal_bytes": ["thumbnail", "webp"]}
     torch.manual_seed(0)
-    vistok.create("titok-tiny").save_pretrained(tmp_path / "ck")
+    vistok.create("latent1d-tiny").save_pretrained(tmp_path / "ck")
     ck = str(tmp_path / "ck")
     res = run_bench([ck, "webp:quality=0"], data, cfg, tmp_path / "run", sweep=True, **kw)
     assert res is not None
@@ -198,7 +198,7 @@ def test_cli_rejects_a_codec_without_budget(tmp_path: Path) -> None:
     argv = [
         "bench",
         "-t",
-        "titok-tiny",
+        "latent1d-tiny",
         "--equal-bytes",
         "png",
         "--data",

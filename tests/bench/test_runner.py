@@ -162,11 +162,11 @@ def test_codebook_use_known_answer() -> None:
 
 
 def test_fixed_size_tokenizer_is_scored_on_the_evaluation_square(tmp_path: Path) -> None:
-    tok = vistok.create("titok-tiny")
+    tok = vistok.create("latent1d-tiny")
     assert tok.input_size is not None and tok.input_size < 256
     data = samples_data(("photos",)).subset(1)
     cfg = BenchConfig(suites=("recon", "robustness"))
-    res = run_bench(["titok-tiny"], data, cfg, tmp_path, sweep=False, progress=False)
+    res = run_bench(["latent1d-tiny"], data, cfg, tmp_path, sweep=False, progress=False)
     assert res is not None
     p = res["points"][0]
     assert p["eval_size"] == 256 and p["model_size"] == tok.input_size

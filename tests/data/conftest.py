@@ -22,9 +22,9 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_1d_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A saved titok-tiny: variable-length 1D tokens (1..8), fixed 32x32 input."""
+    """A saved latent1d-tiny: variable-length 1D tokens (1..8), fixed 32x32 input."""
     torch.manual_seed(0)
-    return vistok.create("titok-tiny").save_pretrained(tmp_path_factory.mktemp("ckpt") / "titok-tiny")
+    return vistok.create("latent1d-tiny").save_pretrained(tmp_path_factory.mktemp("ckpt") / "latent1d-tiny")
 
 
 @pytest.fixture(scope="session")

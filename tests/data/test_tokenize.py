@@ -287,7 +287,7 @@ def test_dataset_survives_pickling_and_empty_shards(
         ("vistok-1d@32", ("vistok-1d", 32)),
         ("vistok-f8", ("vistok-f8", None)),
         ("runs/a@b/ckpt", ("runs/a@b/ckpt", None)),
-        ("titok-s:tokens=64@8", ("titok-s:tokens=64", 8)),
+        ("latent1d-s:tokens=64@8", ("latent1d-s:tokens=64", 8)),
     ],
 )
 def test_split_num_tokens(spec: str, expect: tuple[str, int | None]) -> None:

@@ -51,7 +51,7 @@ def test_fit_to_any_tokenizer_and_back(photo: np.ndarray) -> None:
     from vistok.pipeline import decode_array, encode_array
 
     images = from_uint8([photo[:45, :61], photo[100:145, 200:261]])  # [2, 3, 45, 61], not multiples of 8
-    for spec, want in (("conv2d-tiny", (48, 64)), ("titok-tiny", (32, 32))):
+    for spec, want in (("conv2d-tiny", (48, 64)), ("latent1d-tiny", (32, 32))):
         tok = vistok.create(spec).eval()
         with pytest.raises(ValueError, match=r"vistok\.data\.transforms\.fit_to"):
             tok.encode(images)  # the error names the call that fixes it

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SPECS = [
     "conv2d-tiny",
     "vit2d-tiny",
-    "titok-tiny",
-    "titok-tiny:tokens=6,quantizer=[vq:codebook_size=64]",
+    "latent1d-tiny",
+    "latent1d-tiny:tokens=6,quantizer=[vq:codebook_size=64]",
     "conv2d-tiny:quantizer=gaussian",
 ]
 
@@ -68,7 +68,7 @@ def _edit_weights(path, fn):
 
 
 def test_missing_tensor_is_a_clear_error(tmp_path):
-    vistok.create("titok-tiny").save_pretrained(tmp_path)
+    vistok.create("latent1d-tiny").save_pretrained(tmp_path)
     _edit_weights(tmp_path, lambda s: s.pop("null_token"))
     with pytest.raises(CheckpointError, match=r"missing \['null_token'\]"):
         vistok.load(tmp_path)
@@ -82,7 +82,7 @@ def test_unexpected_tensor_is_a_clear_error(tmp_path):
 
 
 def test_shape_mismatch_is_a_clear_error(tmp_path):
-    vistok.create("titok-tiny").save_pretrained(tmp_path)
+    vistok.create("latent1d-tiny").save_pretrained(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["config"]["tokens"] = 5
     (tmp_path / "config.json").write_text(json.dumps(cfg))
@@ -121,19 +121,19 @@ def fake_hub(monkeypatch, tmp_path):
 
 def test_load_from_hub_name_offline(fake_hub, tmp_path):
     folders, calls = fake_hub
-    m = _trained_a_little("titok-tiny")
-    folders["org/titok-tiny"] = str(m.save_pretrained(tmp_path / "snap"))
-    back = vistok.load("org/titok-tiny", revision="v1")
+    m = _trained_a_little("latent1d-tiny")
+    folders["org/latent1d-tiny"] = str(m.save_pretrained(tmp_path / "snap"))
+    back = vistok.load("org/latent1d-tiny", revision="v1")
     assert calls[-1] == {
-        "repo_id": "org/titok-tiny",
+        "repo_id": "org/latent1d-tiny",
         "revision": "v1",
         "allow_patterns": ["config.json", "model.safetensors"],
     }
     x = torch.rand(1, 3, 32, 32)
     assert torch.equal(back.reconstruct(x), m.reconstruct(x))
-    again = Latent1dTokenizer.from_pretrained("org/titok-tiny")
+    again = Latent1dTokenizer.from_pretrained("org/latent1d-tiny")
     assert isinstance(again, Latent1dTokenizer)
     with pytest.raises(TypeError, match="not a Conv2dTokenizer"):
-        Conv2dTokenizer.from_pretrained("org/titok-tiny")
+        Conv2dTokenizer.from_pretrained("org/latent1d-tiny")
     with pytest.raises(CheckpointError, match="could not fetch"):
         vistok.load("org/missing")

@@ -13,11 +13,11 @@ from vistok.registry import TOKENIZERS, SpecError, parse_spec
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FAMILIES = ("conv2d", "vit2d", "latent1d")
-TINY = ["conv2d-tiny", "vit2d-tiny", "titok-tiny"]
+TINY = ["conv2d-tiny", "vit2d-tiny", "latent1d-tiny"]
 vistok.list()  # import the model modules
 ALL = [e.name for e in TOKENIZERS.entries() if (e.base or e.name) in FAMILIES]
 # construct for real only below this many parameters (the rest on the meta device)
-SMALL = {"conv2d-tiny", "vit2d-tiny", "titok-tiny", "conv2d-f4", "conv2d-f8", "conv2d-f16", "conv2d"}
+SMALL = {"conv2d-tiny", "vit2d-tiny", "latent1d-tiny", "conv2d-f4", "conv2d-f8", "conv2d-f16", "conv2d"}
 
 
 def test_every_family_has_variants():
@@ -25,9 +25,9 @@ def test_every_family_has_variants():
         "conv2d-f8",
         "conv2d-f16",
         "vit2d-s-p16",
-        "titok-s-128",
-        "titok-b-64",
-        "titok-l-32",
+        "latent1d-s-128",
+        "latent1d-b-64",
+        "latent1d-l-32",
         *TINY,
     } <= set(ALL)
 
@@ -50,9 +50,9 @@ def test_variant_constructs(name):
 @pytest.mark.parametrize(
     ("name", "lo", "hi"),
     [
-        ("titok-s-128", 40e6, 70e6),  # TiTok-S: 512 wide, 8+8 layers
-        ("titok-b-64", 150e6, 200e6),  # TiTok-B: 768 wide, 12+12 layers
-        ("titok-l-32", 550e6, 650e6),  # TiTok-L: 1024 wide, 24+24 layers
+        ("latent1d-s-128", 40e6, 70e6),  # TiTok-S: 512 wide, 8+8 layers
+        ("latent1d-b-64", 150e6, 200e6),  # TiTok-B: 768 wide, 12+12 layers
+        ("latent1d-l-32", 550e6, 650e6),  # TiTok-L: 1024 wide, 24+24 layers
         ("conv2d-f8", 1.5e6, 5e6),
     ],
 )
@@ -65,7 +65,7 @@ def test_parameter_counts(name, lo, hi):
 
 def test_titok_sizes_follow_the_paper():
     with torch.device("meta"):
-        s, b, ll = (vistok.create(n) for n in ("titok-s-128", "titok-b-64", "titok-l-32"))
+        s, b, ll = (vistok.create(n) for n in ("latent1d-s-128", "latent1d-b-64", "latent1d-l-32"))
     for m, w, d, h, n in ((s, 512, 8, 8, 128), (b, 768, 12, 12, 64), (ll, 1024, 24, 16, 32)):
         assert (m.config["width"], m.config["depth"], m.config["num_heads"], m.max_tokens) == (w, d, h, n)
         assert m.patch_size == 16 and m.input_size == 256 and m.vocab_size == 4096
@@ -120,7 +120,7 @@ def test_continuous_rate_is_float16_latents():
 
 def test_latent1d_variable_length_every_k():
     torch.manual_seed(0)
-    m = vistok.create("titok-tiny").eval()
+    m = vistok.create("latent1d-tiny").eval()
     assert m.variable_length
     x = torch.rand(2, 3, 32, 32)
     full = m.encode(x)
@@ -158,7 +158,7 @@ def test_sample_lengths():
 
 def test_nested_training_draws_lengths():
     torch.manual_seed(0)
-    m = vistok.create("titok-tiny").train()
+    m = vistok.create("latent1d-tiny").train()
     out = m(torch.rand(16, 3, 32, 32))
     assert out.lengths is not None and out.lengths.shape == (16,)
     assert int(out.lengths.min()) >= 1 and int(out.lengths.max()) <= m.max_tokens
@@ -190,7 +190,7 @@ def test_vit2d_resampled_pos_emb_is_used():
 
 
 def test_latent1d_is_fixed_size():
-    m = vistok.create("titok-tiny")
+    m = vistok.create("latent1d-tiny")
     assert m.input_size == 32
     with pytest.raises(ValueError, match="32x32"):
         m.encode(torch.rand(1, 3, 64, 64))
@@ -204,13 +204,13 @@ def test_fixed_length_families_reject_num_tokens():
 
 # ---- specs ---------------------------------------------------------------------------------
 def test_size_overrides_and_simple_quantizer_spec():
-    m = vistok.create("titok-tiny:tokens=4,quantizer=fsq")
+    m = vistok.create("latent1d-tiny:tokens=4,quantizer=fsq")
     assert m.max_tokens == 4 and m.config["quantizer"] == "fsq"
-    assert m.spec == "titok-tiny:quantizer=fsq,tokens=4"
+    assert m.spec == "latent1d-tiny:quantizer=fsq,tokens=4"
 
 
 def test_bracketed_nested_quantizer_spec_round_trips():
-    spec = "titok-tiny:tokens=4,quantizer=[vq:codebook_size=64,commitment_weight=0.5]"
+    spec = "latent1d-tiny:tokens=4,quantizer=[vq:codebook_size=64,commitment_weight=0.5]"
     _, raw = parse_spec(spec)
     assert raw == {"tokens": "4", "quantizer": "[vq:codebook_size=64,commitment_weight=0.5]"}
     m = vistok.create(spec)
@@ -227,13 +227,13 @@ def test_python_kwarg_quantizer_with_commas_gets_bracketed_in_spec():
 
 def test_unbracketed_commas_are_a_clear_error():
     with pytest.raises(SpecError, match="no parameter 'commitment_weight'"):
-        vistok.create("titok-tiny:quantizer=vq:codebook_size=64,commitment_weight=0.5")
+        vistok.create("latent1d-tiny:quantizer=vq:codebook_size=64,commitment_weight=0.5")
 
 
 def test_quantizer_dim_is_the_tokenizers_latent_dim():
     with pytest.raises(SpecError, match="latent_dim"):
-        vistok.create("titok-tiny:quantizer=[vq:codebook_size=64,dim=3]")
-    m = vistok.create("titok-tiny:latent_dim=7,quantizer=[vq:codebook_size=64]")
+        vistok.create("latent1d-tiny:quantizer=[vq:codebook_size=64,dim=3]")
+    m = vistok.create("latent1d-tiny:latent_dim=7,quantizer=[vq:codebook_size=64]")
     assert m.embed(torch.zeros(1, 2, dtype=torch.long)).shape == (1, 2, 7)
 
 

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 FACTOR = 1.8  # the L1 reconstruction loss must fall at least this much (seed 0 gives 2.2x-3.8x)
 EVAL_FACTOR = 1.3  # and encode -> decode must beat the initial loss by this much
-STEPS = {"conv2d-tiny": 80, "vit2d-tiny": 60, "titok-tiny": 200}
+STEPS = {"conv2d-tiny": 80, "vit2d-tiny": 60, "latent1d-tiny": 200}
 QUANTIZERS = ["fsq:levels=8-5-5-5", "[vq:codebook_size=64]", "lfq:bits=8", "gaussian"]
-FAMILIES = {"conv2d-tiny": 3e-3, "vit2d-tiny": 3e-3, "titok-tiny": 1e-3}  # name -> learning rate
+FAMILIES = {"conv2d-tiny": 3e-3, "vit2d-tiny": 3e-3, "latent1d-tiny": 1e-3}  # name -> learning rate
 
 
 @pytest.mark.parametrize("quantizer", QUANTIZERS)
@@ -29,7 +29,7 @@ FAMILIES = {"conv2d-tiny": 3e-3, "vit2d-tiny": 3e-3, "titok-tiny": 1e-3}  # name
 def test_tiny_model_overfits_photo_crops(name, quantizer, photos):
     torch.manual_seed(0)
     spec = f"{name}:quantizer={quantizer}"
-    if name == "titok-tiny":
+    if name == "latent1d-tiny":
         spec += ",nested=none"  # fixed length: one target, so the factor is comparable
     model = vistok.create(spec).train()
     opt = torch.optim.Adam(model.parameters(), lr=FAMILIES[name])
@@ -75,8 +75,8 @@ def test_nested_dropout_makes_every_prefix_decodable(photos):
             for k in range(1, model.max_tokens + 1)
         ]
 
-    nested = errors(_train("titok-tiny:nested=uniform,latent_norm=true", photos, 300, 1e-3))
-    fixed = errors(_train("titok-tiny:nested=none,latent_norm=true", photos, 300, 1e-3))
+    nested = errors(_train("latent1d-tiny:nested=uniform,latent_norm=true", photos, 300, 1e-3))
+    fixed = errors(_train("latent1d-tiny:nested=none,latent_norm=true", photos, 300, 1e-3))
     initial = (photos - 0.5).abs().mean().item()  # about what an untrained model gives
     assert max(nested) < 0.5 * initial, nested  # every prefix, even k=1, reconstructs
     assert fixed[0] > 1.5 * nested[0], (fixed, nested)  # trained on all 8 only: k=1 fails

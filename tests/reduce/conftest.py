@@ -85,4 +85,4 @@ def vistok_host(name: str) -> tuple[nn.Module, Callable[[Tensor], Tensor]]:
 
 
 HF_HOSTS = [(n, a) for n in _HF for a in ("sdpa", "eager")]
-VISTOK_HOSTS = ["vit2d-tiny", "titok-tiny"]
+VISTOK_HOSTS = ["vit2d-tiny", "latent1d-tiny"]

@@ -100,7 +100,7 @@ def test_vistok_reduced_forward(host: str, method: str) -> None:
     vr.remove(tok)
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert handle.state is not None and handle.state.reductions >= 1
-    if host == "titok-tiny":  # the latent tokens are never reduced
+    if host == "latent1d-tiny":  # the latent tokens are never reduced
         assert enc.ids is not None and enc.ids.shape[1] == tok.num_latent
 
 

@@ -42,7 +42,7 @@ def test_lpips_without_weights_says_how() -> None:
         LOSSES.create("lpips")
 
 
-@pytest.mark.parametrize("spec", ["conv2d-tiny", "titok-tiny"])
+@pytest.mark.parametrize("spec", ["conv2d-tiny", "latent1d-tiny"])
 def test_semantic_alignment_trains_projection_and_encoder(spec: str) -> None:
     torch.manual_seed(0)
     model = vistok.create(spec).train()
@@ -70,7 +70,7 @@ def test_gan_parts() -> None:
     assert lecam.ema_real == 1.0
     model = vistok.create("conv2d-tiny").train()
     assert last_layer(model) is model.decoder.out.weight
-    assert last_layer(vistok.create("titok-tiny")) is vistok.create("titok-tiny").to_pixels.weight or True
+    assert last_layer(vistok.create("latent1d-tiny")) is vistok.create("latent1d-tiny").to_pixels.weight or True
     out = model(torch.rand(2, 3, 32, 32))
     rec = out.reconstruction.abs().mean()
     g = hinge_g_loss(d(out.reconstruction))

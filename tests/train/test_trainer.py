@@ -64,7 +64,7 @@ FEATURES = {
     "extra",
     [
         {**FEATURES, "loss.semantic": 0.5, "loss.semantic_layer": 3},
-        {"model.spec": "titok-tiny", "model.nested": "pow2", "model.nested_prob": 0.5, "optim.ema": 0.9},
+        {"model.spec": "latent1d-tiny", "model.nested": "pow2", "model.nested_prob": 0.5, "optim.ema": 0.9},
     ],
     ids=["conv2d-gan-ema-accum-perturb-semantic", "latent1d-nested"],
 )

@@ -12,8 +12,8 @@ that do not depend on the architecture:
 Nested quantizer specs: a tokenizer's ``quantizer`` parameter is itself a spec. When it has
 commas it must be bracketed so the outer spec splits correctly::
 
-    titok-s:tokens=64,quantizer=fsq:levels=8-5-5-5             # no commas: no brackets needed
-    titok-s:tokens=64,quantizer=[vq:codebook_size=4096,commitment_weight=0.25]
+    latent1d-s:tokens=64,quantizer=fsq:levels=8-5-5-5             # no commas: no brackets needed
+    latent1d-s:tokens=64,quantizer=[vq:codebook_size=4096,commitment_weight=0.25]
 """
 
 from __future__ import annotations

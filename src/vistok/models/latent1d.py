@@ -271,22 +271,22 @@ _TITOK = {
 }
 for _size, _dims in _TITOK.items():
     TOKENIZERS.register_variant(
-        f"titok-{_size}", "latent1d", **_dims, doc=f"TiTok-{_size.upper()} sizes, p16 at 256."
+        f"latent1d-{_size}", "latent1d", **_dims, doc=f"latent1d at TiTok-{_size.upper()} sizes (vistok-native, not the official TiTok), p16 at 256."
     )
-for _name, _size, _n in (("titok-s-128", "s", 128), ("titok-b-64", "b", 64), ("titok-l-32", "l", 32)):
+for _name, _size, _n in (("latent1d-s-128", "s", 128), ("latent1d-b-64", "b", 64), ("latent1d-l-32", "l", 32)):
     TOKENIZERS.register_variant(
-        _name, f"titok-{_size}", tokens=_n, doc=f"TiTok-{_size.upper()} with {_n} tokens."
+        _name, f"latent1d-{_size}", tokens=_n, doc=f"TiTok-{_size.upper()} with {_n} tokens."
     )
 TOKENIZERS.register_variant(
-    "titok-s-256-nested", "titok-s", tokens=256, nested="pow2", quantizer="fsq:levels=8-8-8-5-5-5", latent_dim=6,
+    "latent1d-s-256-nested", "latent1d-s", tokens=256, nested="pow2", quantizer="fsq:levels=8-8-8-5-5-5", latent_dim=6,
     doc="TiTok-S, 256 tokens, FlexTok-style power-of-two nested dropout, FSQ 8-8-8-5-5-5: any prefix decodes.",
 )  # fmt: skip
 TOKENIZERS.register_variant(
-    "titok-s-256-taildrop", "titok-s", tokens=256, nested="uniform", nested_prob=0.5,
+    "latent1d-s-256-taildrop", "latent1d-s", tokens=256, nested="uniform", nested_prob=0.5,
     doc="TiTok-S, 256 tokens, One-D-Piece-style tail-token drop (half the images keep a uniform prefix).",
 )  # fmt: skip
 TOKENIZERS.register_variant(
-    "titok-tiny", "latent1d", image_size=32, patch_size=8, tokens=8, width=64, depth=2, num_heads=2,
+    "latent1d-tiny", "latent1d", image_size=32, patch_size=8, tokens=8, width=64, depth=2, num_heads=2,
     latent_dim=4, quantizer="fsq:levels=8-5-5-5", nested="uniform",
     doc="Tiny 1D tokenizer for tests: 8 tokens at 32x32, nested dropout.",
 )  # fmt: skip
