@@ -37,7 +37,7 @@ FAMILIES = Path(__file__).resolve().parent / "official_fixtures"
 OUT = ROOT / "tests" / "fixtures" / "official"
 
 
-def family_module(name: str):  # noqa: ANN201 - a module
+def family_module(name: str):
     path = FAMILIES / f"{name}.py"
     if not path.is_file():
         known = sorted(p.stem for p in FAMILIES.glob("*.py") if not p.stem.startswith("_"))
@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         "cases": cases,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "made_by": "python scripts/make_official_fixtures.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "made_by": "python scripts/make_official_fixtures.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
     }
     (out / "SOURCE.json").write_text(json.dumps(source, indent=2) + "\n")
     if args.full:

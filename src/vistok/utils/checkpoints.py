@@ -28,7 +28,7 @@ import pickle
 import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -100,8 +100,8 @@ def _allowed_globals() -> dict[str, Any]:
 class _SafeUnpickler(pickle.Unpickler):
     """Rebuilds tensors and containers; any other global becomes an :class:`Opaque` subclass."""
 
-    allowed: dict[str, Any] = {}
-    skipped: set[str] = set()
+    allowed: ClassVar[dict[str, Any]] = {}
+    skipped: ClassVar[set[str]] = set()
 
     def find_class(self, module: str, name: str) -> Any:
         key = f"{module}.{name}"
@@ -140,7 +140,9 @@ def read_pickle(path: str | Path) -> tuple[Any, set[str]]:
         raise CheckpointError(f"{path}: no such file")
     skipped: set[str] = set()
     try:
-        obj = torch.load(str(path), map_location="cpu", pickle_module=_pickle_module(skipped), weights_only=False)
+        obj = torch.load(
+            str(path), map_location="cpu", pickle_module=_pickle_module(skipped), weights_only=False
+        )
     except Exception as e:  # torch raises many types for bad files
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
     return obj, skipped

@@ -168,7 +168,9 @@ class PublishedTokenizer(Tokenizer):
         if missing or unexpected:
             parts = []
             if missing:
-                parts.append(f"missing {len(missing)} ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
+                parts.append(
+                    f"missing {len(missing)} ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})"
+                )
             if unexpected:
                 parts.append(
                     f"unexpected {len(unexpected)} ({', '.join(unexpected[:4])}{', ...' if len(unexpected) > 4 else ''})"
