@@ -108,3 +108,16 @@ def test_hub_offline_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=offline))
     with pytest.raises(CheckpointError, match=r"someorg/x: could not fetch .* Offline\?"):
         vistok.load("someorg/x")
+
+
+def test_checkpoint_saved_under_an_old_titok_name_loads_as_latent1d(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tok = vistok.create("latent1d-tiny").eval()
+    tok.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["name"] = "titok-tiny"  # what vistok < 0.3 wrote
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    back = vistok.load(tmp_path)
+    assert back.registry_name == "latent1d-tiny"
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(tok.encode(x).ids, back.encode(x).ids)

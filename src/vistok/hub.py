@@ -43,6 +43,14 @@ LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
     "conv2d": {"norm": "group"},  # vistok < 0.2: GroupNorm everywhere
 }
 
+# vistok < 0.3 called its own latent1d sizes ``titok-*``; those names now build the official
+# TiTok architectures (docs/zoo.md). A saved config of the old kind (it has latent1d's
+# ``nested`` parameter, which the official TiTok lacks) loads as the renamed variant.
+LEGACY_NAMES: dict[str, str] = {
+    f"titok-{v}": f"latent1d-{v}"
+    for v in ("s", "b", "l", "s-128", "b-64", "l-32", "s-256-nested", "s-256-taildrop", "tiny")
+}
+
 
 def _ensure_registered() -> None:
     global _loaded
@@ -172,6 +180,8 @@ def load(name_or_path: str | Path, *, revision: str | None = None, strict: bool 
         name, params = cfg["name"], cfg["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise CheckpointError(f"{cfg_path}: not a vistok config ({type(e).__name__}: {e})") from None
+    if name in LEGACY_NAMES and isinstance(params, dict) and "nested" in params:
+        name = LEGACY_NAMES[name]
     try:
         family = _family(name)
         params = {**LEGACY_DEFAULTS.get(family, {}), **params}
