@@ -8,30 +8,37 @@ the checkout holds). Nothing needs installing: ``taesd.py`` runs on the project'
 the diffusers case uses the diffusers already installed in the environment (its version is
 recorded in ``case.json``).
 
-Cases (random weights, seeded; inputs are real photographs resized to 64x96):
+Cases (random weights, seeded; inputs are two real photographs area-resized to 32x48, 32x64 for the 32x model):
 
-* ``taesd-w8``, ``taef2-w8``, ``taesana-w8``: the official ``Encoder``/``Decoder`` (taesd,
+* ``taesd-w4``, ``taef2-w4``, ``taesana-w4``: the official ``Encoder``/``Decoder`` (taesd,
   and taef2's ``use_midblock_gn``) and ``F32Encoder``/``F32Decoder`` (taesana), saved as the
-  release is (``NAME_encoder.pth`` + ``NAME_decoder.pth``, bare ``nn.Sequential`` state
-  dicts, float32). The official constructors hard-code the width 64 (and 32/128/256 in the
-  f32 pair); at that width a pair is 5-19 MB, far over the fixture budget, so the fixture
-  narrows the widths by 8x *while building*: the module's ``conv`` and ``Block`` globals,
-  which the constructors call, are wrapped to map 32/64/128/256 -> 4/8/16/32 (each width
-  once; ``Block`` builds its own convolutions with the original ``conv``). Layer order,
-  forward code, key names and file layout are the official ones; vistok builds the same
-  with ``channels=8``. The small taef2/taesana cases use 12 latent channels (32 would be
-  narrowed by the width map).
-* ``diffusers-taesd-w8``: diffusers ``AutoencoderTiny`` (block widths 8, 4 latent channels)
+  release is: ``NAME_encoder.pth`` + ``NAME_decoder.pth``, bare ``nn.Sequential`` state dicts
+  in float16 (the real ``taef2_*.pth`` / ``taesana_encoder.pth`` are float16 ``OrderedDict``s),
+  read back with ``torch.load(weights_only=True)`` into the float32 modules exactly as
+  ``TAESD.__init__`` does. The official constructors hard-code the width 64 (and
+  32/128/256 in the f32 pair); at that width a pair is 2.5-9.6 M parameters, far over the
+  fixture budget, so the widths are narrowed 16x (64 -> 4) *while building*: the module's
+  ``conv`` and ``Block`` globals, which the constructors call, are wrapped to divide each of
+  those width literals once (``Block`` builds its inner convolutions with the original
+  ``conv``). Layer order, forward code, key names and file
+  layout are the official ones; vistok builds the same with ``channels=4``.
+  The small taef2/taesana cases use 12 latent channels (32 is one of the narrowed literals).
+* ``diffusers-taesd-w4``: diffusers ``AutoencoderTiny`` (block widths 4, 4 latent channels)
   written with ``save_pretrained`` (``config.json`` + ``diffusion_pytorch_model.safetensors``):
   the Hub layout of taesd/taesdxl/taesd3/taef1. diffusers takes and returns ``[-1, 1]``.
 
-``io.safetensors`` of each case: ``images`` ``[2, 3, 64, 96]`` in ``[0, 1]``; ``latents``
+Random weights: ``_randomize`` redraws every conv at variance ``1.2 / fan_in`` (the default
+init shrinks activations through ~40 layers until the latents carry almost nothing) and
+the decoder's last bias is raised by 0.5 (outputs around mid-grey, mostly inside the clamp);
+``case.json`` records the latent spread and how much of the output lies in ``(0, 1)``.
+
+``io.safetensors`` of each case: ``images`` ``[2, 3, 32, 48]`` (``[2, 3, 32, 64]``) in ``[0, 1]``; ``latents``
 (the official encoder's float32 output); ``decoded`` (the official decoder's unclamped
-output on ``latents`` rounded to float16, what vistok's decode receives); ``recon`` (that,
-clamped to ``[0, 1]``).
+output on ``latents`` rounded to float16, which is what vistok's ``decode`` receives).
 
 ``full_check``: each registered name at its full official configuration with random weights
-(official model vs vistok loaded from the same ``.pth`` pair, one 256x256 photograph),
+(drawn as for the cases; official model vs vistok loaded from the same ``.pth`` pair, one
+256x256 photograph; ``max_abs_recon`` compares both decoders on the same float16 latents),
 then, for every name whose real weights are in the checkout (taef2 pair, taesana encoder),
 the same comparison with the real weights plus the PSNR of the reconstruction.
 """
@@ -43,6 +50,7 @@ import importlib
 import json
 import sys
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,7 +70,7 @@ NAMES: dict[str, tuple[int, str | None]] = {
     "taef2": (32, "flux_2"),
     "taesana": (32, "f32"),
 }
-NARROW = {32: 4, 64: 8, 128: 16, 256: 32}
+OFFICIAL_WIDTHS = (32, 64, 128, 256)  # every width literal of the official constructors
 
 
 def _official(checkout: Path) -> Any:
@@ -82,12 +90,12 @@ def _photos(h: int, w: int) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _narrow(mod: Any) -> Iterator[None]:
-    """While active, the official constructors build every 32/64/128/256 width 8x narrower."""
+def _narrow(mod: Any, factor: int) -> Iterator[None]:
+    """While active, the official constructors build every 32/64/128/256 width ``factor`` times narrower."""
     conv, block = mod.conv, mod.Block
 
     def w(c: int) -> int:
-        return NARROW.get(c, c)
+        return c // factor if c in OFFICIAL_WIDTHS else c
 
     def narrow_conv(n_in: int, n_out: int, **kw: Any) -> torch.nn.Module:
         return conv(w(n_in), w(n_out), **kw)
@@ -132,8 +140,7 @@ def _randomize(*modules: torch.nn.Module, seed: int) -> None:
 @torch.no_grad()
 def _run(enc: torch.nn.Module, dec: torch.nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
     z = enc(images)
-    decoded = dec(z.half().float())
-    return {"images": images, "latents": z, "decoded": decoded, "recon": decoded.clamp(0, 1)}
+    return {"images": images, "latents": z, "decoded": dec(z.half().float())}
 
 
 def _stats(io: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -146,32 +153,44 @@ def _stats(io: dict[str, torch.Tensor]) -> dict[str, float]:
     }
 
 
+def _save_release(module: torch.nn.Module, path: Path) -> None:
+    """As the release stores it: the bare ``state_dict`` (an ``OrderedDict``) in float16."""
+    torch.save(OrderedDict((k, v.half()) for k, v in module.state_dict().items()), path)
+
+
 def make(checkout: Path, out: Path) -> list[str]:
     torch.set_num_threads(1)
     mod = _official(checkout)
-    images = _photos(64, 96)
     cases = []
-    small = {"taesd": (4, None, 1), "taef2": (12, "flux_2", 2), "taesana": (12, "f32", 3)}
-    for name, (latent, arch, seed) in small.items():
-        with _narrow(mod):
+    # name -> (latent channels, arch_variant, width reduction, seed)
+    small = {"taesd": (4, None, 16, 1), "taef2": (12, "flux_2", 16, 2), "taesana": (12, "f32", 16, 3)}
+    for name, (latent, arch, factor, seed) in small.items():
+        with _narrow(mod, factor):
             enc, dec = _build(mod, latent, arch)
         _randomize(enc, dec, seed=seed)
-        enc.eval(), dec.eval()
-        case = f"{name}-w8"
+        with torch.no_grad():
+            dec[-1].bias += 0.5  # outputs around mid-grey, so the [0, 1] clamp keeps most of them
+        images = _photos(32, 64 if arch == "f32" else 48)
+        width = 64 // factor
+        case = f"{name}-w{width}"
         d = out / case
         d.mkdir(parents=True, exist_ok=True)
-        torch.save(enc.state_dict(), d / f"{name}_encoder.pth")
-        torch.save(dec.state_dict(), d / f"{name}_decoder.pth")
+        _save_release(enc, d / f"{name}_encoder.pth")
+        _save_release(dec, d / f"{name}_decoder.pth")
+        # what TAESD.__init__ does with the files: float16 tensors into the float32 modules
+        enc.load_state_dict(torch.load(d / f"{name}_encoder.pth", map_location="cpu", weights_only=True))
+        dec.load_state_dict(torch.load(d / f"{name}_decoder.pth", map_location="cpu", weights_only=True))
+        enc.eval(), dec.eval()
         io = _run(enc, dec, images)
         save_file({k: v.contiguous() for k, v in io.items()}, str(d / "io.safetensors"))
-        spec = f"{name}:channels=8" + (f",latent_channels={latent}" if latent != NAMES[name][0] else "")
+        spec = f"{name}:channels={width}" + (f",latent_channels={latent}" if latent != NAMES[name][0] else "")
         meta = {
             "spec": spec,
             "weights": ".",
-            "layout": f"official pair {name}_encoder.pth + {name}_decoder.pth (bare nn.Sequential state dicts)",
+            "layout": f"official pair {name}_encoder.pth + {name}_decoder.pth (bare float16 state dicts)",
             "official": f"taesd.py {'F32Encoder/F32Decoder' if arch == 'f32' else 'Encoder/Decoder'}"
-            + (f"(use_midblock_gn=True)" if arch == "flux_2" else "")
-            + ", widths narrowed 8x at build time (see scripts/official_fixtures/taesd.py)",
+            + ("(use_midblock_gn=True)" if arch == "flux_2" else "")
+            + f", widths narrowed {factor}x at build time (see scripts/official_fixtures/taesd.py)",
             "atol_latents": 1e-5,
             "atol_recon": 1e-5,
             "stats": _stats(io),
@@ -181,25 +200,26 @@ def make(checkout: Path, out: Path) -> list[str]:
 
     import diffusers
 
-    torch.manual_seed(4)
     vae = diffusers.AutoencoderTiny(
-        encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8), latent_channels=4
+        encoder_block_out_channels=(4, 4, 4, 4), decoder_block_out_channels=(4, 4, 4, 4), latent_channels=4
     ).eval()
     _randomize(vae, seed=4)
-    case = "diffusers-taesd-w8"
+    with torch.no_grad():
+        vae.decoder.layers[-1].bias += 0.5
+    images = _photos(32, 48)
+    case = "diffusers-taesd-w4"
     d = out / case
     d.mkdir(parents=True, exist_ok=True)
     vae.save_pretrained(str(d), safe_serialization=True)
     with torch.no_grad():
         z = vae.encode(images * 2 - 1).latents
-        decoded = vae.decode(z.half().float()).sample
-    decoded = (decoded + 1) / 2
-    io = {"images": images, "latents": z, "decoded": decoded, "recon": decoded.clamp(0, 1)}
+        decoded = (vae.decode(z.half().float()).sample + 1) / 2
+    io = {"images": images, "latents": z, "decoded": decoded}
     save_file({k: v.contiguous() for k, v in io.items()}, str(d / "io.safetensors"))
     meta = {
-        "spec": "taesd:channels=8",
+        "spec": "taesd:channels=4",
         "weights": ".",
-        "layout": "diffusers AutoencoderTiny folder (config.json + diffusion_pytorch_model.safetensors)",
+        "layout": "diffusers AutoencoderTiny folder (config.json + diffusion_pytorch_model.safetensors, float32)",
         "official": f"diffusers {diffusers.__version__} AutoencoderTiny; [-1, 1] in and out, stored here in [0, 1]",
         "atol_latents": 1e-5,
         "atol_recon": 1e-5,
@@ -253,9 +273,14 @@ def full_check(checkout: Path) -> dict[str, Any]:
         taesd = mod.TAESD(
             encoder_path=None, decoder_path=None, latent_channels=latent, arch_variant=arch
         ).eval()
+        _randomize(taesd.encoder, taesd.decoder, seed=0)  # O(1) activations (the default init decays them)
+        with torch.no_grad():
+            taesd.decoder[-1].bias += 0.5
+            latent_std = float(taesd.encoder(x).std())
         folder = _pair_folder(name, taesd.encoder, taesd.decoder)
         r = _compare(name, taesd.encoder, taesd.decoder, folder, x)
         r.pop("psnr_vistok_db")
+        r["latent_std"] = round(latent_std, 4)
         result["random_weights"][name] = r
         print(name, r, flush=True)
     real: dict[str, Any] = {}

@@ -145,10 +145,13 @@ def official_vqgan(checkout: Path) -> types.ModuleType:
         if key in sys.path:
             sys.path.remove(key)
         sys.path.insert(0, key)  # ahead of scripts/official_fixtures, whose taming.py is this file
-        stale = [m for m in sys.modules if m == "taming" or m.startswith("taming.")]
-        for m in stale:
-            if not str(getattr(sys.modules[m], "__file__", "") or "").startswith(key):
-                del sys.modules[m]
+        # taming/ has no __init__.py: a namespace package, which any module named taming.py
+        # earlier on sys.path (this file) would shadow; register the package explicitly
+        for m in [m for m in sys.modules if m == "taming" or m.startswith("taming.")]:
+            del sys.modules[m]
+        pkg = types.ModuleType("taming")
+        pkg.__path__ = [str(checkout / "taming")]  # type: ignore[attr-defined]
+        sys.modules["taming"] = pkg
         path = checkout / "taming" / "models" / "vqgan.py"
         spec = importlib.util.spec_from_file_location("taming_official_vqgan", path)
         assert spec is not None and spec.loader is not None

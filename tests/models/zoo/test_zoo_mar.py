@@ -6,8 +6,10 @@ from the official code) is ``{"model": state_dict}`` saved with ``torch.save``, 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -16,17 +18,29 @@ import vistok
 from vistok.models.zoo._cli import convert
 from vistok.registry import SpecError
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "official"
-CASE = FIXTURES / "mar" / "kl_tiny"
+FAMILY = "mar"
+
+
+def _zoo_helpers() -> ModuleType:
+    """tests/models/zoo/conftest.py's helpers (the folder is not a package: load the file)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_zoo_conftest_{FAMILY}", Path(__file__).with_name("conftest.py")
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_h = _zoo_helpers()
+FIXTURES, case_meta, fixture_case, load_io = _h.FIXTURES, _h.case_meta, _h.fixture_case, _h.load_io
 
 
 def _case() -> tuple[dict, dict[str, torch.Tensor], Path]:
-    from safetensors.torch import load_file
-
-    if not (CASE / "case.json").is_file() or not (CASE / "io.safetensors").is_file():
-        pytest.fail(f"parity fixture {CASE} is missing: run scripts/make_official_fixtures.py mar")
-    meta = json.loads((CASE / "case.json").read_text())
-    return meta, load_file(str(CASE / "io.safetensors")), CASE / meta["weights"]
+    """(case.json, io.safetensors, checkpoint path) of the fixture; a missing fixture fails."""
+    d = fixture_case(FAMILY, "kl_tiny")
+    meta = case_meta(d)
+    return meta, load_io(d), d / meta["weights"]
 
 
 @pytest.mark.parametrize("suffix", ["", "_wide"])

@@ -6,8 +6,10 @@ from the official code) is a Lightning ``last.ckpt`` with ``loss.*`` keys, as re
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -17,17 +19,29 @@ from vistok.models.zoo._cli import convert
 from vistok.registry import SpecError
 from vistok.utils.checkpoints import CheckpointError
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "official"
-CASE = FIXTURES / "taming" / "f4_tiny"
+FAMILY = "taming"
+
+
+def _zoo_helpers() -> ModuleType:
+    """tests/models/zoo/conftest.py's helpers (the folder is not a package: load the file)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_zoo_conftest_{FAMILY}", Path(__file__).with_name("conftest.py")
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_h = _zoo_helpers()
+FIXTURES, case_meta, fixture_case, load_io = _h.FIXTURES, _h.case_meta, _h.fixture_case, _h.load_io
 
 
 def _case() -> tuple[dict, dict[str, torch.Tensor], Path]:
-    from safetensors.torch import load_file
-
-    if not (CASE / "case.json").is_file() or not (CASE / "io.safetensors").is_file():
-        pytest.fail(f"parity fixture {CASE} is missing: run scripts/make_official_fixtures.py taming")
-    meta = json.loads((CASE / "case.json").read_text())
-    return meta, load_file(str(CASE / "io.safetensors")), CASE / meta["checkpoint"]
+    """(case.json, io.safetensors, checkpoint path) of the fixture; a missing fixture fails."""
+    d = fixture_case(FAMILY, "f4_tiny")
+    meta = case_meta(d)
+    return meta, load_io(d), d / meta["checkpoint"]
 
 
 def test_codes_latents_and_reconstructions_equal_the_official_code() -> None:
