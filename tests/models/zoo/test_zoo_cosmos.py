@@ -9,16 +9,15 @@ full-configuration comparison.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from zoo_fixtures import FIXTURES, case_meta, fixture_case, load_io
 
 import vistok
 from vistok.models.zoo.cosmos import CosmosCI, CosmosDI
@@ -27,21 +26,6 @@ from vistok.tokens import Tokens
 from vistok.utils.checkpoints import CheckpointError
 
 FAMILY = "cosmos"
-
-
-def _zoo_helpers() -> ModuleType:
-    """tests/models/zoo/conftest.py's helpers (the folder is not a package: load the file)."""
-    spec = importlib.util.spec_from_file_location(
-        "_zoo_conftest_cosmos", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_h = _zoo_helpers()
-FIXTURES, case_meta, fixture_case, load_io = _h.FIXTURES, _h.case_meta, _h.fixture_case, _h.load_io
 
 
 def _case(name: str) -> tuple[Path, dict, dict[str, torch.Tensor]]:

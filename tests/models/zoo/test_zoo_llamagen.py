@@ -8,14 +8,13 @@ The fixture ``tests/fixtures/official/llamagen/tiny`` was made by the official
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from zoo_fixtures import FIXTURES, case_meta, fixture_case, load_io
 
 import vistok
 from vistok.models.zoo.llamagen import LlamaGenVQ, entropy_loss
@@ -23,21 +22,6 @@ from vistok.registry import SpecError
 from vistok.utils.checkpoints import CheckpointError, read_pickle
 
 FAMILY = "llamagen"
-
-
-def _zoo_helpers() -> ModuleType:
-    """tests/models/zoo/conftest.py's helpers (the folder is not a package: load the file)."""
-    spec = importlib.util.spec_from_file_location(
-        "_zoo_conftest_llamagen", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_h = _zoo_helpers()
-FIXTURES, case_meta, fixture_case, load_io = _h.FIXTURES, _h.case_meta, _h.fixture_case, _h.load_io
 
 
 @pytest.fixture(scope="module")

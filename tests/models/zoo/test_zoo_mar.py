@@ -6,34 +6,18 @@ from the official code) is ``{"model": state_dict}`` saved with ``torch.save``, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from zoo_fixtures import FIXTURES, case_meta, fixture_case, load_io
 
 import vistok
 from vistok.models.zoo._cli import convert
 from vistok.registry import SpecError
 
 FAMILY = "mar"
-
-
-def _zoo_helpers() -> ModuleType:
-    """tests/models/zoo/conftest.py's helpers (the folder is not a package: load the file)."""
-    spec = importlib.util.spec_from_file_location(
-        f"_zoo_conftest_{FAMILY}", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_h = _zoo_helpers()
-FIXTURES, case_meta, fixture_case, load_io = _h.FIXTURES, _h.case_meta, _h.fixture_case, _h.load_io
 
 
 def _case() -> tuple[dict, dict[str, torch.Tensor], Path]:

@@ -8,29 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from zoo_fixtures import FIXTURES, case_meta, fixture_case, load_io
 
 import vistok
 from vistok.registry import TOKENIZERS, SpecError, parse_spec
 from vistok.tokens import Tokens
 from vistok.utils.checkpoints import CheckpointError
-
-
-def _zoo_helpers():
-    """tests/models/zoo/conftest.py by path (this folder is not a package; "conftest" is ambiguous)."""
-    import importlib.util
-    import sys
-
-    name = "vistok_tests_zoo_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-_h = _zoo_helpers()
-FIXTURES, case_meta, fixture_case, load_io = _h.FIXTURES, _h.case_meta, _h.fixture_case, _h.load_io
 
 FAMILY = "one_d_piece"
 NAMES = {

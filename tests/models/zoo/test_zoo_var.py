@@ -13,7 +13,7 @@ import math
 
 import pytest
 import torch
-from tests.models.zoo.conftest import FIXTURES, case_meta, fixture_case, load_io
+from zoo_fixtures import FIXTURES, case_meta, fixture_case, load_io
 
 import vistok
 from vistok.models.zoo._cli import convert

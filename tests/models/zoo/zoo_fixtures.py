@@ -1,4 +1,5 @@
-"""Shared pieces of the published-family parity tests.
+"""Shared pieces of the published-family parity tests (``from zoo_fixtures import ...``: pytest puts
+this folder on ``sys.path`` for its test modules; not a conftest, which every folder names alike).
 
 Fixtures live in ``tests/fixtures/official/<family>/<case>/``, made by the official code
 (``scripts/make_official_fixtures.py``; ``SOURCE.json`` records the repository and commit).
