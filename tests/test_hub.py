@@ -121,3 +121,19 @@ def test_checkpoint_saved_under_an_old_titok_name_loads_as_latent1d(tmp_path: Pa
     assert back.registry_name == "latent1d-tiny"
     x = torch.rand(1, 3, 32, 32)
     assert torch.equal(tok.encode(x).ids, back.encode(x).ids)
+
+
+def test_a_spec_longer_than_a_file_name_is_a_spec_not_a_path() -> None:
+    """``Path.is_dir`` raises ENAMETOOLONG past 255 bytes; create must read it as a registry spec."""
+    spec = (
+        "latent1d-tiny:quantizer=[fsq:levels=8-5-5-5],"
+        + ",".join(["nested=uniform"] * 1)
+        + ",nested_prob="
+        + "0."
+        + "5" * 300
+    )
+    assert len(spec) > 300
+    tok = vistok.create(spec)
+    assert tok.registry_name == "latent1d-tiny"
+    with pytest.raises(vistok.registry.SpecError, match="unknown tokenizer"):
+        vistok.create("nosuchfamily:" + ",".join(f"k{i}=1" for i in range(80)))

@@ -83,9 +83,21 @@ def list_tokenizers() -> list[str]:
     return TOKENIZERS.names()
 
 
+def _on_disk(spec: str, *, folder: bool = False) -> bool:
+    """Whether ``spec`` names an existing path (a folder, with ``folder``); never raises.
+
+    A long registry spec is no file name: the OS refuses it (``ENAMETOOLONG``), which
+    ``Path.exists`` / ``is_dir`` raise instead of answering False.
+    """
+    try:
+        return Path(spec).is_dir() if folder else Path(spec).exists()
+    except OSError:
+        return False
+
+
 def _is_path(spec: str) -> bool:
     """A checkpoint folder or hub repo rather than a registry spec (no ``family:`` before a ``/``)."""
-    return ("/" in spec or Path(spec).exists()) and ":" not in spec.split("/")[0]
+    return ("/" in spec or _on_disk(spec)) and ":" not in spec.split("/")[0]
 
 
 def create(spec: str, **overrides: Any) -> Tokenizer:
@@ -100,7 +112,7 @@ def create(spec: str, **overrides: Any) -> Tokenizer:
         CheckpointError: a checkpoint folder that cannot be loaded.
     """
     _ensure_registered()
-    if Path(spec).is_dir():  # an existing folder wins, even if its name contains "@"
+    if _on_disk(spec, folder=True):  # an existing folder wins, even if its name contains "@"
         return load(spec)
     base, k = split_point(spec)
     if k is not None:

@@ -135,7 +135,6 @@ class DiscModule(nn.Module):
 
 def _build_model(cfg: TrainConfig) -> nn.Module:
     import vistok
-    from vistok.hub import load
     from vistok.registry import TOKENIZERS
 
     vistok.list()  # registers the families
@@ -147,7 +146,7 @@ def _build_model(cfg: TrainConfig) -> nn.Module:
     model = TOKENIZERS.create(cfg.model.spec, **over)
     if cfg.model.init_from:
         src = cfg.model.init_from
-        init = load(src) if Path(src).is_dir() else vistok.create(src)
+        init = vistok.create(src)  # a checkpoint folder, a registered name, NAME:weights=PATH
         missing, unexpected = model.load_state_dict(init.state_dict(), strict=False)
         if missing or unexpected:
             raise ValueError(
