@@ -25,8 +25,8 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
+from _photos import image_256, small_images
 from safetensors.torch import save_file
 
 REPO = "LTH14/mar"
@@ -80,32 +80,6 @@ def _spread(model: torch.nn.Module, seed: int) -> None:
         if isinstance(m, torch.nn.GroupNorm):
             m.weight.data = 1 + 0.2 * torch.randn(m.weight.shape, generator=g)
             m.bias.data = 0.1 * torch.randn(m.bias.shape, generator=g)
-
-
-def _crop(img: np.ndarray, top: int, left: int, size: tuple[int, int], out: tuple[int, int]) -> torch.Tensor:
-    from PIL import Image
-
-    crop = img[top : top + size[0], left : left + size[1]]
-    pil = Image.fromarray(np.ascontiguousarray(crop)).resize((out[1], out[0]), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float() / 255.0
-
-
-def small_images() -> tuple[torch.Tensor, torch.Tensor]:
-    """Two 32x32 crops (astronaut, chelsea) and one 32x48 crop (coffee), float in [0, 1]."""
-    from skimage import data
-
-    a = _crop(data.astronaut(), 40, 150, (200, 200), (32, 32))
-    c = _crop(data.chelsea(), 20, 100, (240, 240), (32, 32))
-    wide = _crop(data.coffee(), 50, 50, (200, 300), (32, 48))[None]
-    return torch.stack([a, c]), wide
-
-
-def image_256() -> torch.Tensor:
-    from skimage import data
-
-    img = data.astronaut()
-    s = min(img.shape[:2])
-    return _crop(img, 0, 0, (s, s), (256, 256))[None]
 
 
 @torch.no_grad()

@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from _photos import image_256, small_images
 from safetensors.torch import save_file
 from torch import nn
 
@@ -246,34 +246,6 @@ def official_outputs(model, images: torch.Tensor) -> dict[str, torch.Tensor]:
         recon = model.decode(z_q)
         forward, _ = model(x)
     return {"latent": h, "ids": ids.long(), "recon": recon, "forward": forward}
-
-
-# ---- images ----------------------------------------------------------------------------------------
-def _crop(img: np.ndarray, top: int, left: int, size: tuple[int, int], out: tuple[int, int]) -> torch.Tensor:
-    from PIL import Image
-
-    crop = img[top : top + size[0], left : left + size[1]]
-    pil = Image.fromarray(np.ascontiguousarray(crop)).resize((out[1], out[0]), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float() / 255.0
-
-
-def small_images() -> tuple[torch.Tensor, torch.Tensor]:
-    """Two 32x32 crops (astronaut's face, chelsea's head) and one 32x48 (coffee): real content."""
-    from skimage import data
-
-    a = _crop(data.astronaut(), 40, 150, (200, 200), (32, 32))
-    c = _crop(data.chelsea(), 20, 100, (240, 240), (32, 32))
-    wide = _crop(data.coffee(), 50, 50, (200, 300), (32, 48))[None]
-    return torch.stack([a, c]), wide
-
-
-def image_256() -> torch.Tensor:
-    """astronaut, square crop resized to 256x256: ``[1, 3, 256, 256]`` in [0, 1]."""
-    from skimage import data
-
-    img = data.astronaut()
-    s = min(img.shape[:2])
-    return _crop(img, 0, 0, (s, s), (256, 256))[None]
 
 
 def _spec(case: dict) -> str:
