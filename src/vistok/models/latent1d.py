@@ -271,9 +271,16 @@ _TITOK = {
 }
 for _size, _dims in _TITOK.items():
     TOKENIZERS.register_variant(
-        f"latent1d-{_size}", "latent1d", **_dims, doc=f"latent1d at TiTok-{_size.upper()} sizes (vistok-native, not the official TiTok), p16 at 256."
+        f"latent1d-{_size}",
+        "latent1d",
+        **_dims,
+        doc=f"latent1d at TiTok-{_size.upper()} sizes (vistok-native, not the official TiTok), p16 at 256.",
     )
-for _name, _size, _n in (("latent1d-s-128", "s", 128), ("latent1d-b-64", "b", 64), ("latent1d-l-32", "l", 32)):
+for _name, _size, _n in (
+    ("latent1d-s-128", "s", 128),
+    ("latent1d-b-64", "b", 64),
+    ("latent1d-l-32", "l", 32),
+):
     TOKENIZERS.register_variant(
         _name, f"latent1d-{_size}", tokens=_n, doc=f"TiTok-{_size.upper()} with {_n} tokens."
     )

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from vistok.utils import native
 
-__all__ = ["kmeans", "nearest_code", "topk_codes"]
+__all__ = ["code_neighbours", "kmeans", "nearest_code", "topk_codes"]
 
 _MAX_CODES_PER_CHUNK = 16384
 _CHUNK = 1 << 19
@@ -316,3 +316,29 @@ def kmeans(
         if cosine:
             centers = torch.nn.functional.normalize(centers, dim=1)
     return centers
+
+
+def code_neighbours(
+    codebook: Tensor, ids: Tensor, k: int, *, cosine: bool = False, who: str = "", chunk_size: int = 1 << 19
+) -> Tensor:
+    """The ``k`` nearest *other* codes of each id, nearest first: long ``[...]`` -> ``[..., k]``.
+
+    What every codebook's ``neighbours`` is (the robustness suite and latent perturbation read
+    it): the distinct ids are searched once with :func:`topk_codes`, each excluding itself.
+
+    Args:
+        codebook: ``[K, D]`` codes as the quantizer searches them (normalized when ``cosine``).
+        ids: long ``[...]`` indices into ``codebook``.
+        cosine: rank by inner product of the (unit) codes instead of squared L2.
+        who: prefix of the error message (a tokenizer's spec).
+
+    Raises:
+        ValueError: unless ``1 <= k < K``.
+    """
+    kk = codebook.shape[0]
+    if not 1 <= k < kk:
+        raise ValueError(f"{who + ': ' if who else ''}k must be in [1, {kk - 1}], got {k}")
+    cb = codebook.detach().float()
+    uniq, inverse = torch.unique(ids.reshape(-1).long(), return_inverse=True)
+    nb = topk_codes(cb[uniq], cb, k, cosine=cosine, exclude=uniq, chunk_size=chunk_size)
+    return nb[inverse].reshape(*ids.shape, k)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vistok.quantize import dist
-from vistok.quantize._search import kmeans, nearest_code, topk_codes
+from vistok.quantize._search import code_neighbours, kmeans, nearest_code
 from vistok.quantize.base import Quantizer, QuantizerOutput, check_positive, straight_through
 from vistok.registry import QUANTIZERS
 
@@ -158,12 +158,9 @@ class VectorQuantizer(Quantizer):
 
     def neighbours(self, indices: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
         """The ``k`` nearest other codes in code space (chunked; ``generator`` unused)."""
-        if not 1 <= k < self.codebook_size:
-            raise ValueError(f"k must be in [1, {self.codebook_size - 1}], got {k}")
-        cb = self.normalized_codebook().detach().float()
-        uniq, inverse = torch.unique(indices.reshape(-1).long(), return_inverse=True)
-        nb = topk_codes(cb[uniq], cb, k, cosine=self.cosine, exclude=uniq, chunk_size=self.chunk_size)
-        return nb[inverse].reshape(*indices.shape, k)
+        return code_neighbours(
+            self.normalized_codebook(), indices, k, cosine=self.cosine, chunk_size=self.chunk_size
+        )
 
     def search(self, flat: Tensor) -> tuple[Tensor, Tensor]:
         """Nearest codes of code-space rows ``[N, code_dim]``.

@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from vistok.models._base import ModelOutput
 from vistok.models.zoo._base import PublishedTokenizer
 from vistok.nn.taming import AttnBlock, Downsample, ResnetBlock, Upsample, group_norm
-from vistok.quantize._search import topk_codes
+from vistok.quantize._search import code_neighbours
 from vistok.quantize.base import Quantizer, QuantizerOutput, straight_through
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
@@ -268,12 +268,7 @@ class LlamaGenQuantizer(Quantizer):
 
     def neighbours(self, indices: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
         """The ``k`` nearest other codes (the search's distance), nearest first: ``[...] -> [..., k]``."""
-        if not 1 <= k < self.codebook_size:
-            raise ValueError(f"k must be in [1, {self.codebook_size - 1}], got {k}")
-        cb = self.normalized_codebook().detach().float()
-        uniq, inverse = torch.unique(indices.reshape(-1).long(), return_inverse=True)
-        nb = topk_codes(cb[uniq], cb, k, cosine=self.l2_norm, exclude=uniq)
-        return nb[inverse].reshape(*indices.shape, k)
+        return code_neighbours(self.normalized_codebook(), indices, k, cosine=self.l2_norm)
 
     def distances(self, flat: Tensor, codebook: Tensor) -> Tensor:
         """``[N, K]`` squared distances, summed as the official code sums them."""

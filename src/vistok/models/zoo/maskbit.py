@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
 from vistok.nn.taming import group_norm
+from vistok.quantize._search import code_neighbours
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 from vistok.utils.checkpoints import CheckpointError, read_state_dict
@@ -395,16 +396,7 @@ class VQGANPlus(_ConvVQModel):
     @torch.no_grad()
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other entries (squared L2) of each id: long ``[...]`` -> ``[..., k]``."""
-        if not 1 <= k < self.vocab_size:
-            raise ValueError(f"{self.spec}: k must be in 1..{self.vocab_size - 1}, got {k}")
-        flat = ids.reshape(-1).long()
-        uniq, inverse = torch.unique(flat, return_inverse=True)
-        e = self.codebook
-        q = e[uniq]
-        d = q.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * q @ e.T
-        d[torch.arange(len(uniq), device=d.device), uniq] = float("inf")
-        near = d.topk(k, dim=1, largest=False).indices
-        return near[inverse].reshape(*ids.shape, k)
+        return code_neighbours(self.codebook, ids, k, who=self.spec)
 
 
 def _doc(kind: str, bits: int, hub: str, note: str = "") -> str:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
+from vistok.quantize._search import code_neighbours
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 from vistok.utils.checkpoints import read_state_dict
@@ -179,12 +180,7 @@ class Codebook(nn.Module):
 
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codes (squared L2) of each id: ``[...] -> [..., k]``."""
-        flat = ids.reshape(-1)
-        uniq, inv = flat.unique(return_inverse=True)
-        d = self.distances(self.embedding.weight[uniq])
-        d[torch.arange(uniq.numel(), device=d.device), uniq] = float("inf")
-        near = d.topk(k, dim=1, largest=False).indices
-        return near[inv].view(*ids.shape, k)
+        return code_neighbours(self.embedding.weight, ids, k)
 
 
 @TOKENIZERS.register("maskgit-vqgan", doc="MaskGIT VQGAN f16, 1024 codes (1d-tokenizer's pixel tokenizer).")

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
 from vistok.models.zoo._taming_codec import Decoder, Encoder
+from vistok.quantize._search import code_neighbours
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 
@@ -76,15 +77,7 @@ class VectorQuantizer(nn.Module):
 
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codes (squared L2 between code vectors) of each id: ``[...] -> [..., k]``."""
-        if not 1 <= k < self.n_embed:
-            raise ValueError(f"k must be in 1..{self.n_embed - 1}, got {k}")
-        flat = ids.reshape(-1)
-        uniq, inverse = torch.unique(flat, return_inverse=True)
-        e = self.embedding.weight
-        d = self._distances(e[uniq], e)
-        d[torch.arange(uniq.numel(), device=d.device), uniq] = float("inf")
-        near = d.topk(k, dim=1, largest=False).indices
-        return near[inverse].reshape(*ids.shape, k)
+        return code_neighbours(self.embedding.weight, ids, k)
 
 
 @TOKENIZERS.register(

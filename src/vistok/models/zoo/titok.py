@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
 from vistok.models.zoo.maskgit_vqgan import Codebook, Decoder
+from vistok.quantize._search import code_neighbours
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 from vistok.utils.checkpoints import CheckpointError, read_json, read_state_dict
@@ -244,11 +245,7 @@ class VectorQuantizer(nn.Module):
 
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codes of each id (the search's distance): ``[...] -> [..., k]``."""
-        e = self.codebook()
-        uniq, inv = ids.reshape(-1).unique(return_inverse=True)
-        d = self.distances(e[uniq], e)
-        d[torch.arange(uniq.numel(), device=d.device), uniq] = float("inf")
-        return d.topk(k, dim=1, largest=False).indices[inv].view(*ids.shape, k)
+        return code_neighbours(self.codebook(), ids, k)
 
 
 class _TiTokBase(PublishedTokenizer):

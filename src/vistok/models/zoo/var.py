@@ -59,7 +59,7 @@ from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
 from vistok.nn.taming import AttnBlock, Downsample, ResnetBlock, Upsample, group_norm
-from vistok.quantize._search import topk_codes
+from vistok.quantize._search import code_neighbours
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 from vistok.utils.checkpoints import read_state_dict
@@ -568,15 +568,9 @@ class VARVQVAE(PublishedTokenizer):
 
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codes (l2; cosine with ``using_znorm``): long ``[...]`` -> ``[..., k]``."""
-        if not 1 <= k < self.vocab_size:
-            raise ValueError(f"{self.spec}: k must be in [1, {self.vocab_size - 1}], got {k}")
-        cb = self.quantize.embedding.weight.detach().float()
+        cb = self.quantize.embedding.weight
         cosine = self.quantize.using_znorm
-        if cosine:
-            cb = F.normalize(cb, dim=1)
-        uniq, inverse = torch.unique(ids.reshape(-1).long(), return_inverse=True)
-        nb = topk_codes(cb[uniq], cb, k, cosine=cosine, exclude=uniq)
-        return nb[inverse].reshape(*ids.shape, k)
+        return code_neighbours(F.normalize(cb, dim=1) if cosine else cb, ids, k, cosine=cosine, who=self.spec)
 
 
 TOKENIZERS.register_variant(
