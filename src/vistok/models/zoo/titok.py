@@ -44,6 +44,7 @@ the 1x1 convolutions on the fake ``[B, C, 1, N]`` maps are applied as linear lay
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,9 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vistok.models._base import ModelOutput
 from vistok.models.zoo._base import PublishedTokenizer
 from vistok.models.zoo.maskgit_vqgan import Codebook, Decoder
 from vistok.quantize._search import code_neighbours
+from vistok.quantize.base import Quantizer, QuantizerOutput, straight_through
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 from vistok.utils.checkpoints import CheckpointError, read_json, read_state_dict
@@ -214,14 +217,28 @@ class TiTokDecoder(nn.Module):
         return self.conv_out(x)
 
 
-class VectorQuantizer(nn.Module):
-    """TiTok's codebook ``embedding [K, C]``: nearest code in squared L2, on l2-normalized vectors
-    and codes when ``use_l2_norm`` (the looked-up codes are then normalized too)."""
+class VectorQuantizer(Quantizer):
+    """TiTok's codebook ``embedding [K, C]`` in vistok's quantizer contract (channel-last ``[..., C]``).
 
-    def __init__(self, codebook_size: int, token_size: int, use_l2_norm: bool) -> None:
-        super().__init__()
+    The nearest code minimizes the squared L2 distance, on l2-normalized vectors and codes when
+    ``use_l2_norm`` (the looked-up codes are then normalized too). In training, ``loss`` is the
+    official ``codebook + commitment_cost * commitment`` (MSE terms, ``commitment_cost`` 0.25 in
+    every release) and ``quantized`` carries the straight-through gradient to the (normalized)
+    input; in eval ``loss`` is zero. The official ``clustering_vq`` codebook refresh (a
+    training-only option of the later releases' configs) is not ported.
+    """
+
+    def __init__(
+        self, codebook_size: int, token_size: int, use_l2_norm: bool, *, commitment_cost: float = 0.25
+    ) -> None:
+        super().__init__(token_size, token_size)
+        self.codebook_size = codebook_size
+        self.bits_per_index = math.log2(codebook_size)
         self.embedding = nn.Embedding(codebook_size, token_size)
+        with torch.no_grad():
+            self.embedding.weight.uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
         self.use_l2_norm = use_l2_norm
+        self.commitment_cost = commitment_cost
 
     def codebook(self) -> Tensor:
         """The codes as the decoder sees them, ``[K, C]``."""
@@ -232,20 +249,48 @@ class VectorQuantizer(nn.Module):
         """``z [M, C]`` (already normalized when l2) -> ``[M, K]`` squared distances to ``e``."""
         return z.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * (z @ e.t())
 
+    def _normalized(self, z: Tensor) -> Tensor:
+        flat = z.float().reshape(-1, z.shape[-1])
+        return F.normalize(flat, dim=-1) if self.use_l2_norm else flat
+
     def indices(self, z: Tensor) -> Tensor:
         """``z [B, N, C]`` -> long ids ``[B, N]``."""
-        flat = z.float().reshape(-1, z.shape[-1])
-        if self.use_l2_norm:
-            flat = F.normalize(flat, dim=-1)
-        return self.distances(flat, self.codebook()).argmin(1).view(z.shape[:-1])
+        with torch.no_grad():
+            return self.distances(self._normalized(z), self.codebook()).argmin(1).view(z.shape[:-1])
 
     def lookup(self, ids: Tensor) -> Tensor:
         """Long ids ``[...]`` -> codes ``[..., C]``."""
         return F.embedding(ids, self.codebook())
 
-    def neighbours(self, ids: Tensor, k: int) -> Tensor:
+    def embed(self, indices: Tensor) -> Tensor:
+        """Code vectors ``[..., C]`` of long ``indices`` (differentiable w.r.t. the codebook)."""
+        return self.lookup(indices.long())
+
+    def neighbours(self, indices: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
         """The ``k`` nearest other codes of each id (the search's distance): ``[...] -> [..., k]``."""
-        return code_neighbours(self.codebook(), ids, k)
+        return code_neighbours(self.codebook(), indices, k)
+
+    def _forward(self, x: Tensor) -> QuantizerOutput:
+        flat = self._normalized(x)
+        codebook = self.codebook()
+        with torch.no_grad():
+            ids = self.distances(flat, codebook).argmin(1)
+        q = F.embedding(ids, codebook)
+        zero = flat.new_zeros(())
+        if self.training:
+            codebook_loss = (q - flat.detach()).pow(2).mean()
+            commit = (q.detach() - flat).pow(2).mean()
+            loss = codebook_loss + self.commitment_cost * commit
+        else:
+            codebook_loss = commit = loss = zero
+        stats = self.usage(ids)
+        stats.update(codebook=codebook_loss.detach(), commit=commit.detach())
+        return QuantizerOutput(
+            straight_through(flat, q).reshape(x.shape), ids.view(x.shape[:-1]), loss, stats
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, use_l2_norm={self.use_l2_norm}"
 
 
 class _TiTokBase(PublishedTokenizer):
@@ -355,7 +400,12 @@ class _TiTokBase(PublishedTokenizer):
 
     # ---- the decoder path -----------------------------------------------------------------
     def render(self, z: Tensor) -> Tensor:
-        """Token vectors ``[B, n, token_size]`` -> images ``[B, 3, S, S]`` in ``[0, 1]``.
+        """Token vectors ``[B, n, token_size]`` -> images ``[B, 3, S, S]`` in ``[0, 1]`` (clamped)."""
+        return self.render_unclamped(z).clamp(0.0, 1.0)
+
+    def render_unclamped(self, z: Tensor) -> Tensor:
+        """Token vectors ``[B, n, token_size]`` -> images ``[B, 3, S, S]`` on the ``[0, 1]`` scale,
+        not clamped (what training losses see).
 
         Legacy: the decoder's logits over MaskGIT's codes, softmaxed, mix the MaskGIT codebook;
         the MaskGIT pixel decoder renders the mixed map (the official ``TiTok.decode``).
@@ -366,7 +416,7 @@ class _TiTokBase(PublishedTokenizer):
             g = round(g2**0.5)
             mixed = x.softmax(-1) @ self.pixel_quantize.embedding.weight
             x = self.pixel_decoder(mixed.transpose(1, 2).reshape(b, -1, g, g))
-        return x.clamp(0.0, 1.0)
+        return x
 
     def _latents(self, images: Tensor) -> Tensor:
         return self.encoder(images.float(), self.latent_tokens)
@@ -438,12 +488,36 @@ class TiTok(_TiTokBase):
         return out
 
     @property
+    def quantizer(self) -> VectorQuantizer:
+        """The quantizer module (official name ``quantize``), for trainer hooks."""
+        return self.quantize
+
+    @property
     def has_neighbours(self) -> bool:
         return True
 
     def embed(self, ids: Tensor) -> Tensor:
         """Long ids ``[...]`` -> the codes the decoder reads ``[..., token_size]``."""
         return self.quantize.lookup(ids)
+
+    def forward(self, images: Tensor) -> ModelOutput:
+        """Training pass: float ``[B, 3, S, S]`` in ``[0, 1]`` -> :class:`ModelOutput`.
+
+        End to end through the released architecture: encoder, the VQ (straight-through, the
+        official codebook + 0.25 commitment loss; zero in eval), decoder (legacy: the MaskGIT
+        proxy-code mix and the pixel decoder, as in the official stage-2 decoder fine-tune).
+        ``reconstruction`` is not clamped; ``quantized`` and ``indices`` are ``[B, N, C]`` and
+        ``[B, N]``; ``features`` is empty (no feature-alignment hook on this family).
+        """
+        self.check_input(images)
+        q = self.quantize(self._latents(images))
+        return ModelOutput(
+            reconstruction=self.render_unclamped(q.quantized),
+            loss=q.loss,
+            stats=q.stats,
+            quantized=q.quantized,
+            indices=q.indices,
+        )
 
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codes of each id (squared L2, on normalized codes when the
