@@ -248,7 +248,8 @@ class MaskGITVQGAN(PublishedTokenizer):
         """Float ``[B, 3, H, W]`` in ``[0, 1]`` -> ``ids [B, H/f, W/f]``, ``bits = h w log2(K)``."""
         self.check_input(images)
         self.check_num_tokens(num_tokens)
-        ids = self.quantize.indices(self.encoder(images.float()))
+        x = images.float().contiguous(memory_format=torch.channels_last)  # faster convolutions on CPUs
+        ids = self.quantize.indices(self.encoder(x))
         b, h, w = ids.shape
         return Tokens(bits=self.rate(b, h * w, self.index_bits(self.vocab_size or 1)), ids=ids)
 
