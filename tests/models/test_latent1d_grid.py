@@ -123,7 +123,88 @@ def test_stage2_trains_only_the_backbone_decoder() -> None:
 
 
 def test_bad_backbones_are_refused() -> None:
-    with pytest.raises(Exception, match="not a 2D learned tokenizer"):
+    with pytest.raises(Exception, match="not a 2D tokenizer with a latent grid"):
         vistok.create("latent1d-grid:backbone=jpeg,image_size=32")
+    with pytest.raises(Exception, match="not a 2D tokenizer with a latent grid"):  # published, discrete
+        vistok.create(
+            "latent1d-grid:backbone=cosmos-di8,image_size=64,grid_patch=1,tokens=4,width=32,depth=1"
+        )
     with pytest.raises(Exception, match="multiple of the backbone stride"):
         vistok.create("latent1d-grid:backbone=conv2d-tiny,image_size=36,grid_patch=1")
+
+
+# a published continuous backbone (FlexTok's set-up: 1D tokens over a frozen VAE latent grid);
+# the parameters shrink taef2 (same architecture variant: 32 latent channels, global-norm mid blocks)
+PUBLISHED = (
+    "latent1d-grid:backbone=[taef2:channels=16],image_size=32,grid_patch=2,tokens=8,width=32,depth=1,"
+    "num_heads=2,latent_dim=4,quantizer=fsq:levels=5-5-5-5,nested=pow2"
+)
+
+
+def test_published_continuous_backbone(tmp_path: Path) -> None:
+    from vistok.models._grid import ContinuousGrid
+
+    torch.manual_seed(0)
+    tok = vistok.create(PUBLISHED)
+    bb = tok.backbone
+    assert isinstance(bb, ContinuousGrid) and bb.registry_name == "taef2"
+    assert tok.target.kind == "continuous" and tok.grid_channels == 32 and tok.grid_size == (4, 4)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():  # the target is the backbone's own latent, read through the protocol
+        grid, target = tok._grid(x)
+    assert torch.equal(grid, target)
+    torch.testing.assert_close(grid, bb.encode(x).latents.float().permute(0, 2, 3, 1), atol=1e-2, rtol=1e-3)
+
+    tok.train()
+    assert not bb.training and not any(p.requires_grad for p in bb.parameters())
+    out = tok(x)
+    assert out.loss.requires_grad and float(out.loss.detach()) > 0
+    out.loss.backward()
+    assert tok.latent_tokens.grad is not None and tok.head.weight.grad is not None
+    assert all(p.grad is None for p in bb.parameters())
+
+    tok.eval()
+    toks = tok.encode(x, num_tokens=4)
+    y = tok.decode(toks)
+    assert (
+        toks.ids.shape == (2, 4) and y.shape == (2, 3, 32, 32) and 0 <= float(y.min()) <= float(y.max()) <= 1
+    )
+    tok.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["config"]["backbone"].startswith("taef2:") and "weights" not in cfg["config"]["backbone"]
+    back = vistok.load(tmp_path / "m")  # the backbone's weights come from the checkpoint
+    assert torch.equal(back.decode(back.encode(x)), tok.decode(tok.encode(x)))
+
+    stage2 = vistok.create(PUBLISHED + ",stage=2").train()
+    out = stage2(x)
+    out.reconstruction.pow(2).mean().backward()
+    assert all(p.grad is not None for p in stage2.backbone.decoder.parameters() if p.ndim > 1)
+    assert all(p.grad is None for p in stage2.backbone.encoder.parameters())
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "taef2:channels=16",
+        "taesd:channels=16",
+        "mar-kl16:ch=32,ch_mult=[1,2],embed_dim=4,num_res_blocks=1,attn_resolutions=[],decoder_attn_resolutions=[],resolution=32",
+        "cosmos-ci8:channels=32,channels_mult=[1,2],num_res_blocks=1,attn_resolutions=[],z_channels=4,latent_channels=4",
+    ],
+)
+def test_continuous_grid_protocol_matches_encode_decode(spec: str) -> None:
+    """``decode_grid(encode_grid(x))`` is ``decode(encode(x))`` before the float16 storage and the clamp."""
+    from vistok.models._grid import ContinuousGrid
+
+    torch.manual_seed(0)
+    tok = vistok.create(spec).eval()
+    assert isinstance(tok, ContinuousGrid)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        z = tok.encode_grid(x)
+        assert z.dtype == torch.float32 and z.shape[-2:] == (32 // tok.stride, 32 // tok.stride)
+        torch.testing.assert_close(z.half(), tok.encode(x).latents)
+        y = tok.decode_grid(z)
+        torch.testing.assert_close(y.clamp(0, 1), tok.decode(tok.encode(x)), atol=2e-2, rtol=0)
+    z.requires_grad_(True)
+    tok.decode_grid(z).sum().backward()  # differentiable, for stage-2 fine-tunes
+    assert z.grad is not None and bool(z.grad.abs().sum() > 0)

@@ -6,7 +6,9 @@ a frozen VAE's latent grid; a 1D model over an ``f``-times smaller grid sees ``f
 positions, which is what makes it trainable on a CPU. This family does that:
 
 * **Backbone** (frozen): any vistok 2D tokenizer with a latent grid (``conv2d``, ``vit2d``,
-  the shipped ``vistok-f8``). Its encoder turns the image into a grid ``[h, w, C]``; its
+  the shipped ``vistok-f8``), or a published continuous one that declares
+  :class:`~vistok.models._grid.ContinuousGrid` (``taesd`` ... ``taef2``, ``mar-kl16``,
+  ``cosmos-ci8``/``16``; e.g. ``backbone=taef2:weights=PATH``: FlexTok's frozen-VAE set-up). Its encoder turns the image into a grid ``[h, w, C]``; its
   decoder renders a grid back to pixels. Its weights are stored inside this model's
   checkpoint, and its config records the backbone's full architecture spec, so loading
   resolves offline and never depends on the backbone's original files.
@@ -49,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vistok.models._base import LearnedTokenizer, ModelOutput
+from vistok.models._grid import ContinuousGrid
 from vistok.models._patches import patchify, unpatchify
 from vistok.models.latent1d import Nested, sample_lengths
 from vistok.nn.posemb import PosEmb2d
@@ -69,16 +72,19 @@ def architecture_spec(tok: Any) -> str:
     arch = getattr(tok, "arch_spec", None)
     if arch:
         return str(arch)
-    return format_spec(tok.registry_name, dict(tok.config))
+    return format_spec(tok.registry_name, {k: v for k, v in tok.config.items() if k not in tok.source_keys})
 
 
 class _Target:
     """How the 1D decoder's output maps to the backbone grid (FSQ, codebook or continuous)."""
 
-    def __init__(self, backbone: LearnedTokenizer):
-        q = backbone.quantizer
+    def __init__(self, backbone: LearnedTokenizer | ContinuousGrid):
+        q = backbone.quantizer if isinstance(backbone, LearnedTokenizer) else None
         self.quantizer = q
-        if backbone.kind == "discrete" and isinstance(q, FSQ):
+        if q is None:  # a published continuous grid (ContinuousGrid)
+            self.kind = "continuous"
+            self.width = 0
+        elif backbone.kind == "discrete" and isinstance(q, FSQ):
             self.kind = "fsq"
             self.levels = [int(n) for n in q.levels]
             self.width = sum(self.levels)
@@ -144,9 +150,13 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         from vistok.hub import create
 
         bb = create(backbone)
-        if not isinstance(bb, LearnedTokenizer) or not hasattr(bb, "_encode_z") or bb.variable_length:
+        # vistok's own 2D families, or a published continuous one that declares its grid
+        self._published = not isinstance(bb, LearnedTokenizer) and isinstance(bb, ContinuousGrid)
+        own = isinstance(bb, LearnedTokenizer) and hasattr(bb, "_encode_z") and not bb.variable_length
+        if not (own or (self._published and bb.kind == "continuous")):
             raise ValueError(
-                f"latent1d-grid: backbone {backbone!r} is not a 2D learned tokenizer with a latent grid"
+                f"latent1d-grid: backbone {backbone!r} is not a 2D tokenizer with a latent grid (a vistok 2D "
+                "family, or a published continuous one: taesd/taef1/taef2/..., mar-kl16, cosmos-ci8/16)"
             )
         if image_size % (bb.stride * grid_patch):
             raise ValueError(
@@ -166,7 +176,9 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         self.decode_mode, self.stage = decode_mode, int(stage)
         self.linear, self.pixel_loss = linear, pixel_loss
         with torch.no_grad():  # transformer backbones (vit2d) give [B, h*w, C]; the grid's channel count
-            self._sequence_backbone = bb._encode_z(torch.zeros(1, 3, image_size, image_size))[0].ndim == 3
+            self._sequence_backbone = (
+                not self._published and bb._encode_z(torch.zeros(1, 3, image_size, image_size))[0].ndim == 3
+            )
             c = self._grid(torch.zeros(1, 3, image_size, image_size))[0].shape[-1]
         self.grid_channels = c
         if self.target.kind == "continuous" or linear:
@@ -266,6 +278,9 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         continuous latents ``[B, h, w, C]``.
         """
         bb = self.backbone
+        if self._published:  # a continuous grid: the 1D model predicts the latents themselves
+            z = bb.encode_grid(images).float().permute(0, 2, 3, 1)
+            return z, z
         z = bb._encode_z(images)[0]
         if self._sequence_backbone:  # transformer backbones (vit2d): [B, h*w, C] -> [B, h, w, C]
             z = z.reshape(z.shape[0], *self.grid_size, z.shape[-1])
@@ -285,6 +300,8 @@ class Latent1dGridTokenizer(LearnedTokenizer):
     def _render(self, grid: Tensor) -> Tensor:
         """Backbone decoder input ``[B, h, w, C]`` -> image ``[B, 3, H, W]`` in ~[-1, 1]."""
         bb = self.backbone
+        if self._published:
+            return self.to_model(bb.decode_grid(grid.permute(0, 3, 1, 2)))
         if self._sequence_backbone:
             return bb._decode_z(grid.reshape(grid.shape[0], -1, grid.shape[-1]), self.grid_size)[0]
         return bb._decode_z(grid)[0]

@@ -425,8 +425,12 @@ class _Cosmos(PublishedTokenizer):
     def _latent(self, images: Tensor) -> Tensor:
         return self.quant_conv(self.encoder(self.to_model(images)))
 
+    def _pixels_unclamped(self, z: Tensor) -> Tensor:
+        """Decoder input ``[B, C, h, w]`` -> images on the ``[0, 1]`` scale, not clamped."""
+        return (self.decoder(self.post_quant_conv(z)).float() + 1.0) * 0.5
+
     def _pixels(self, z: Tensor) -> Tensor:
-        return self.from_model(self.decoder(self.post_quant_conv(z)))
+        return self._pixels_unclamped(z).clamp(0.0, 1.0)
 
 
 @TOKENIZERS.register(
@@ -586,6 +590,15 @@ class CosmosCI(_Cosmos):
                 "use cosmos-di8/cosmos-di16)"
             )
         return state
+
+    def encode_grid(self, images: Tensor) -> Tensor:
+        """Float32 latents ``[B, C, H / s, W / s]`` (:class:`~vistok.models._grid.ContinuousGrid`)."""
+        return self._latent(images)
+
+    def decode_grid(self, grid: Tensor) -> Tensor:
+        """Latents ``[B, C, h, w]`` -> images ``[B, 3, h s, w s]`` on the ``[0, 1]`` scale, unclamped
+        (:class:`~vistok.models._grid.ContinuousGrid`)."""
+        return self._pixels_unclamped(grid.to(self.post_quant_conv.weight.dtype))
 
     @torch.no_grad()
     def latent(self, images: Tensor) -> Tensor:

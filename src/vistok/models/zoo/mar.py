@@ -123,6 +123,16 @@ class MarKL(PublishedTokenizer):
         mean, logvar = torch.chunk(moments, 2, dim=1)
         return mean, torch.clamp(logvar, -30.0, 20.0)
 
+    def encode_grid(self, images: Tensor) -> Tensor:
+        """The posterior mean ``[B, embed_dim, H/s, W/s]`` (:class:`~vistok.models._grid.ContinuousGrid`)."""
+        return self.posterior(images)[0]
+
+    def decode_grid(self, grid: Tensor) -> Tensor:
+        """Latents ``[B, embed_dim, h, w]`` -> images ``[B, 3, h s, w s]`` on the ``[0, 1]`` scale,
+        unclamped (:class:`~vistok.models._grid.ContinuousGrid`)."""
+        x = self.decoder(self.post_quant_conv(grid.to(self.post_quant_conv.weight.dtype)))
+        return (x.float() + 1.0) * 0.5
+
     @torch.no_grad()
     def encode(self, images: Tensor, *, num_tokens: int | None = None) -> Tokens:
         """Images ``[B, 3, H, W]`` in ``[0, 1]`` -> ``Tokens(latents=float16 [B, embed_dim, H/s, W/s])``."""
@@ -142,8 +152,7 @@ class MarKL(PublishedTokenizer):
         """``Tokens(latents=[B, embed_dim, h, w])`` (any float dtype) -> images ``[B, 3, h*s, w*s]`` in ``[0, 1]``."""
         if tokens.latents is None:
             raise ValueError(f"{self.spec}: decode needs latents")
-        z = tokens.latents.to(dtype=self.post_quant_conv.weight.dtype)
-        return self.from_model(self.decoder(self.post_quant_conv(z)))
+        return self.decode_grid(tokens.latents).clamp(0.0, 1.0)
 
 
 TOKENIZERS.register_variant(

@@ -334,12 +334,14 @@ class TAESD(PublishedTokenizer):
         return out
 
     # ---- the contract ------------------------------------------------------------------------
-    def _latents(self, images: Tensor) -> Tensor:
-        """Float32 latents ``[B, C, H/s, W/s]`` of images ``[B, 3, H, W]`` in ``[0, 1]``."""
+    def encode_grid(self, images: Tensor) -> Tensor:
+        """Float32 latents ``[B, C, H/s, W/s]`` of images ``[B, 3, H, W]`` in ``[0, 1]``
+        (:class:`~vistok.models._grid.ContinuousGrid`)."""
         return self.encoder(images.to(memory_format=torch.channels_last)).contiguous()
 
-    def _pixels(self, latents: Tensor) -> Tensor:
-        """Decoder output ``[B, 3, h s, w s]`` (about ``[0, 1]``, unclamped) of float latents."""
+    def decode_grid(self, latents: Tensor) -> Tensor:
+        """Decoder output ``[B, 3, h s, w s]`` (about ``[0, 1]``, unclamped) of float latents
+        (:class:`~vistok.models._grid.ContinuousGrid`)."""
         dtype = next(self.decoder.parameters()).dtype
         return self.decoder(latents.to(dtype).contiguous(memory_format=torch.channels_last)).contiguous()
 
@@ -348,7 +350,7 @@ class TAESD(PublishedTokenizer):
         """Images ``[B, 3, H, W]`` in ``[0, 1]`` -> ``Tokens(latents=float16 [B, C, H/s, W/s])``."""
         self.check_input(images)
         self.check_num_tokens(num_tokens)
-        z = self._latents(images)
+        z = self.encode_grid(images)
         b, c, h, w = z.shape
         return Tokens(
             bits=self.rate(b, c * h * w, 16),
@@ -366,7 +368,7 @@ class TAESD(PublishedTokenizer):
             raise ValueError(
                 f"{self.spec}: latents must be [B, {self.latent_channels}, h, w], got {tuple(z.shape)}"
             )
-        return self._pixels(z.float()).float().clamp(0.0, 1.0)
+        return self.decode_grid(z.float()).float().clamp(0.0, 1.0)
 
 
 _HUB_DOC = "diffusers copy on the Hub: madebyollin/{0} (diffusion_pytorch_model.safetensors)"
