@@ -6,6 +6,12 @@ Views: vistok.train.evaluate.evaluation_views (two 256x256 views per held-out im
 vistok-1d at k = 1, 2, 4, ..., 256; vistok-pca at the same k (the same 16 bits per token);
 vistok-1d's own backbone (the vistok-f8 weights inside it) at the 1D model's 128x128 input,
 i.e. the 1D model's ceiling; vistok-f8 at 256x256. Prints a Markdown table and writes JSON.
+
+    python scripts/eval_heldout.py --model f8-1d=runs/a/model --model taef2-1d=runs/b/model
+
+evaluates those variable-length 1D models instead (any spec or folder), each at the same k and
+with its own backbone at its input size (the ceiling): how the two-stage comparisons of
+docs/zoo/taesd.md were measured.
 """
 
 from __future__ import annotations
@@ -31,13 +37,40 @@ class _AtSize(torch.nn.Module):
         return self.tok.reconstruct(x)
 
 
+def _custom(x: torch.Tensor, models: list[tuple[str, str]], out: str) -> None:
+    """PSNR per k of each 1D model and of its backbone at the model's input size."""
+    from pathlib import Path
+
+    res: dict[str, dict[str, float]] = {}
+    ks: list[int] = []
+    for label, spec in models:
+        tok = vistok.create(spec)
+        ks = [2**i for i in range(12) if 2**i <= tok.max_tokens]
+        res[label] = {
+            str(k): psnr_per_image(x, reconstruct_at(tok, x, num_tokens=k)).mean().item() for k in ks
+        }
+        ceiling = _AtSize(tok.backbone, tok.input_size)
+        res[label]["backbone"] = psnr_per_image(x, reconstruct_at(ceiling, x)).mean().item()
+    print("| model | " + " | ".join(f"k={k}" for k in ks) + " | backbone |")
+    print("|---|" + "---|" * (len(ks) + 1))
+    for label, row in res.items():
+        cells = [f"{row[str(k)]:.2f}" if str(k) in row else "–" for k in ks]
+        print(f"| {label} | " + " | ".join(cells) + f" | {row['backbone']:.2f} |")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/heldout_psnr.json")
+    ap.add_argument("--model", action="append", default=[], metavar="LABEL=SPEC", help="1D models to evaluate")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x = evaluation_views([i.path for i in corpus_images("heldout")], 256)
+    if args.model:
+        _custom(x, [m.partition("=")[::2] for m in args.model], args.out)
+        return
     one_d, pca, f8 = vistok.create("vistok-1d"), vistok.create("vistok-pca"), vistok.create("vistok-f8")
     res: dict[str, dict[str, float]] = {"vistok-1d": {}, "vistok-pca": {}}
     ks = [2**i for i in range(9) if 2**i <= one_d.max_tokens]

@@ -246,7 +246,7 @@ def _compare(
     with torch.no_grad():
         z_off = enc(x)
         tokens = tok.encode(x)
-        z_vis = tok._latents(x)
+        z_vis = tok.encode_grid(x)
         rec_off = dec(tokens.latents.float()).clamp(0, 1)  # both decoders on the same float16 latents
         rec_vis = tok.decode(tokens)
         mse = float(((rec_vis - x) ** 2).mean())

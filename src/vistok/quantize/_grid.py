@@ -115,3 +115,18 @@ def grid_neighbours(
         sel = key.topk(k, dim=1, largest=False).indices
         out[s : s + step] = cand.gather(1, sel.unsqueeze(-1).expand(-1, -1, d))
     return out
+
+
+def bit_flip_neighbours(
+    indices: Tensor, bits: int, k: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """The ``k`` nearest other codes of binary (LFQ/BSQ-style ``{-1, +1}^bits``) ids, fewest flipped
+    bits first (the euclidean order of the sign vectors): long ``[...] -> [..., k]``.
+
+    Bit ``i`` of an id is the sign of channel ``i`` (least significant first); ``1 <= k < 2**bits``.
+    """
+    basis = 2 ** torch.arange(bits, device=indices.device)
+    levels = torch.full((bits,), 2, device=indices.device)
+    digits = index_to_digits(indices.reshape(-1).long(), levels, basis)
+    nb = grid_neighbours(digits, [2] * bits, [1] * bits, k, generator=generator)
+    return digits_to_index(nb, basis).reshape(*indices.shape, k)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vistok.quantize._grid import digits_to_index, grid_neighbours, index_to_digits
+from vistok.quantize._grid import bit_flip_neighbours, digits_to_index, index_to_digits
 from vistok.quantize.base import Quantizer, QuantizerOutput, check_positive, straight_through
 from vistok.registry import QUANTIZERS
 
@@ -208,9 +208,7 @@ class LFQ(Quantizer):
 
     def neighbours(self, indices: Tensor, k: int, *, generator: torch.Generator | None = None) -> Tensor:
         """The ``k`` nearest other codes: fewest flipped bits first; ``[...] -> [..., k]``."""
-        digits = index_to_digits(indices.reshape(-1).long(), self._levels, self._basis)
-        nb = grid_neighbours(digits, [2] * self.bits, [1] * self.bits, k, generator=generator)
-        return digits_to_index(nb, self._basis).reshape(*indices.shape, k)
+        return bit_flip_neighbours(indices, self.bits, k, generator=generator)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, dim={self.dim}, entropy_weight={self.entropy_weight}"

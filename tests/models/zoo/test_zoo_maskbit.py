@@ -211,7 +211,7 @@ def test_names_build_with_official_parameter_counts(name: str) -> None:
     assert tok.kind == "discrete" and not tok.variable_length
     assert TOKENIZERS.get(name).defaults()["hub"] == hub
     if name.startswith("maskbit-"):
-        assert tok.index_factors == [2] * int(math.log2(vocab)) and not tok.has_neighbours
+        assert tok.index_factors == [2] * int(math.log2(vocab)) and tok.has_neighbours  # bit flips
     else:
         assert tok.index_factors is None and tok.has_neighbours
     cfg = full["official_config"]

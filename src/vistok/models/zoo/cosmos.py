@@ -57,6 +57,7 @@ from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
 from vistok.nn.taming import AttnBlock, Downsample, ResnetBlock, Upsample, group_norm
+from vistok.quantize._grid import digits_to_index, grid_neighbours, index_to_digits
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 from vistok.utils.checkpoints import CheckpointError
@@ -313,6 +314,15 @@ class FSQ(nn.Module):
     def codebook_size(self) -> int:
         return math.prod(self.levels)
 
+    def neighbours(self, ids: Tensor, k: int) -> Tensor:
+        """The ``k`` nearest other codes in code space (level ``i`` spaced ``1 / (L_i // 2)``),
+        nearest first: long ``[...] -> [..., k]`` (found on the grid, see ``vistok.quantize._grid``)."""
+        half = [n // 2 for n in self.levels]
+        lcm = math.lcm(*half)
+        digits = index_to_digits(ids.reshape(-1).long(), self._levels.long(), self._basis.long())
+        nb = grid_neighbours(digits, list(self.levels), [lcm // h for h in half], k)
+        return digits_to_index(nb, self._basis.long()).reshape(*ids.shape, k)
+
     def quantize(self, z: Tensor) -> Tensor:
         """``[B, d, h, w]`` -> rounded, renormalized codes ``[B, h, w, d]``."""
         z = z.movedim(1, -1)
@@ -520,6 +530,14 @@ class CosmosDI(_Cosmos):
     def embed(self, ids: Tensor) -> Tensor:
         """The FSQ code of each id: long ``[...]`` -> float ``[..., len(levels)]`` in ``[-1, 1]``."""
         return self.quantizer.indices_to_codes(ids)
+
+    @property
+    def has_neighbours(self) -> bool:
+        return True
+
+    def neighbours(self, ids: Tensor, k: int) -> Tensor:
+        """The ``k`` nearest other FSQ codes (L2 in code space): long ``[...] -> [..., k]``."""
+        return self.quantizer.neighbours(ids, k)
 
     @torch.no_grad()
     def decode(self, tokens: Tokens) -> Tensor:

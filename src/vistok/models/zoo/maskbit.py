@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
+from vistok.models.zoo._sign_bits import SignBits
 from vistok.nn.taming import group_norm
 from vistok.quantize._search import code_neighbours
 from vistok.registry import TOKENIZERS
@@ -274,7 +275,7 @@ class _ConvVQModel(PublishedTokenizer):
 @TOKENIZERS.register(
     "maskbit", doc="MaskBit bit tokenizer (VQGAN+ with lookup-free quantization, K bits/token)"
 )
-class MaskBitTokenizer(_ConvVQModel):
+class MaskBitTokenizer(SignBits, _ConvVQModel):
     """MaskBit's LFQ tokenizer: ``K = token_bits`` sign bits per token of a 16x16 grid (at 256x256).
 
     Args:
@@ -315,19 +316,9 @@ class MaskBitTokenizer(_ConvVQModel):
         self.register_buffer("bit_values", 2 ** torch.arange(token_bits, dtype=torch.long), persistent=False)
         self.load_official(weights=weights, pretrained=pretrained, hub=hub)
 
-    @property
-    def index_factors(self) -> list[int]:
-        """``[2] * K``: bit ``c`` of an id is the sign of channel ``c`` (least significant first)."""
-        return [2] * self.token_bits
-
     def _quantize(self, z: Tensor) -> Tensor:
         """``[B, K, h, w]`` -> ids ``[B, h, w]``: ``sum_c [z_c > 0] 2**c``."""
-        return ((z > 0).long() * self.bit_values.view(1, -1, 1, 1)).sum(1)
-
-    def embed(self, ids: Tensor) -> Tensor:
-        """ids long ``[...]`` -> the token's bits as float ``-1`` / ``+1``, ``[..., K]``."""
-        bits = (ids.long().unsqueeze(-1) & self.bit_values) != 0
-        return bits.float() * 2.0 - 1.0
+        return self.signs_to_ids(z)
 
 
 @TOKENIZERS.register("vqgan-plus", doc="VQGAN+ (MaskBit's modernised VQGAN, learned codebook)")

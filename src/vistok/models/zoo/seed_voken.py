@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
+from vistok.models.zoo._sign_bits import SignBits
 from vistok.nn.taming import AttnBlock, Downsample, ResnetBlock, Upsample, group_norm
 from vistok.registry import TOKENIZERS
 from vistok.tokenizer import Kind
@@ -438,7 +439,7 @@ class _SeedVoken(PublishedTokenizer):
     "open-magvit2",
     doc="Open-MAGVIT2 (SEED-Voken) LFQ tokenizer, 2**z_channels implicit codes, stride 2**(levels-1)",
 )
-class OpenMagvit2(_SeedVoken):
+class OpenMagvit2(SignBits, _SeedVoken):
     """Open-MAGVIT2: images ``[B, 3, H, W]`` in ``[0, 1]`` <-> ids ``[B, H/16, W/16]`` of ``2**18`` codes.
 
     Args:
@@ -478,11 +479,6 @@ class OpenMagvit2(_SeedVoken):
         self._setup(stride=2 ** (len(ch_mult) - 1), resolution=resolution, ema=ema)
         self.load_official(weights=weights, pretrained=pretrained, hub=hub)
 
-    @property
-    def index_factors(self) -> list[int]:
-        """``[2] * z_channels``: bit ``d`` of an id is the sign of channel ``d`` (LSB first)."""
-        return [2] * self.z_channels
-
     def features(self, images: Tensor) -> Tensor:
         """The encoder output before quantization, ``[B, z_channels, H/s, W/s]`` (images in ``[0, 1]``)."""
         return self.encoder(self.to_model(images))
@@ -493,13 +489,8 @@ class OpenMagvit2(_SeedVoken):
         self.check_input(images)
         self.check_num_tokens(num_tokens)
         z = self.features(images)
-        ids = ((z > 0).long() * self.bit_values.view(1, -1, 1, 1)).sum(dim=1)
+        ids = self.signs_to_ids(z)
         return self._tokens(ids)
-
-    def embed(self, ids: Tensor) -> Tensor:
-        """Long ``[...]`` -> the LFQ code vectors ``[..., z_channels]`` in ``{-1, +1}``."""
-        bits = (ids.unsqueeze(-1) & self.bit_values) != 0
-        return bits.float() * 2.0 - 1.0
 
     def decode_model(self, ids: Tensor) -> Tensor:
         """Ids ``[B, h, w]`` -> the decoder's output ``[B, 3, h s, w s]`` in model space (about ``[-1, 1]``)."""
