@@ -1,6 +1,7 @@
 """Print docs/zoo.md's table of published names from the registry (tokens, bits and parameters as vistok computes them).
 
     python scripts/zoo_table.py > /tmp/table.md    # then paste it between the markers in docs/zoo.md
+    python scripts/zoo_table.py --speed run1.json [run2.json ...]   # the speed table (zoo-speed markers)
 
 Each name is built on the meta device (no weights, no memory), so the figures are the
 architecture's own: tokens per image at the native size, bits per image (discrete: tokens x
@@ -9,7 +10,10 @@ codebooks x log2(codebook); continuous: 16 bits per latent value) and parameter 
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import torch
 
@@ -59,7 +63,32 @@ def row(name: str) -> str:
     )
 
 
+def speed_table(paths: list[str]) -> str:
+    """The speed table of docs/zoo.md from ``benchmarks/zoo_speed.py --json`` runs: one ratio
+    column per run (official / vistok median time, > 1: vistok faster) and the largest
+    reconstruction difference seen."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    names: list[str] = []
+    for run in runs:
+        names += [r["name"].split(":")[0] for r in run["rows"] if r["name"].split(":")[0] not in names]
+    head = "| name | official ms | vistok ms | " + " | ".join(f"ratio, run {i + 1}" for i in range(len(runs)))
+    lines = [head + " | max abs diff |", "|---|---:|---:|" + "---:|" * len(runs) + "---:|"]
+    for name in names:
+        cells, off, ours, diff = [], "–", "–", 0.0
+        for run in runs:
+            row = next((r for r in run["rows"] if r["name"].split(":")[0] == name), None)
+            cells.append("–" if row is None else f"{row['ratio']:.2f}")
+            if row is not None:
+                off, ours = f"{row['official_ms']:.0f}", f"{row['vistok_ms']:.0f}"
+                diff = max(diff, row["max_abs_diff"])
+        lines.append(f"| `{name}` | {off} | {ours} | " + " | ".join(cells) + f" | {diff:.1e} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--speed":
+        print(speed_table(sys.argv[2:]))
+        return
     vistok.list()
     print(
         "| name | section | kind | tokens (native size) | codebook | bits / image | parameters | release on the Hub |"
