@@ -1,4 +1,4 @@
-"""Bit-flip neighbours of binary ids (LFQ quantizer, Open-MAGVIT2, MaskBit): the euclidean order."""
+"""Grid neighbours of implicit codebooks: bit flips (LFQ, Open-MAGVIT2, MaskBit) and FSQ (Cosmos-DI), against brute force."""
 
 from __future__ import annotations
 
@@ -44,3 +44,23 @@ def test_published_lfq_families_offer_bit_flip_neighbours(spec: str) -> None:
     assert nb.shape == (*ids.shape, 3)
     flipped = (nb ^ ids.unsqueeze(-1)).view(-1, 3)
     assert all(bin(int(v)).count("1") == 1 for v in flipped.flatten())  # one bit each, 6 bits > 3
+
+
+def test_cosmos_di_neighbours_are_the_nearest_fsq_codes() -> None:
+    """Cosmos-DI's implicit FSQ codebook: the k nearest other codes in code space (brute force)."""
+    spec = (
+        "cosmos-di8:channels=32,channels_mult=[1],num_res_blocks=0,patch_size=2,spatial_compression=4,"
+        "z_channels=16,levels=[8,5,5,5],resolution=64,attn_resolutions=[32]"
+    )
+    torch.manual_seed(0)
+    tok = vistok.create(spec)
+    assert tok.has_neighbours
+    ids = tok.encode(torch.rand(1, 3, 32, 32)).ids
+    k = 6
+    nb = tok.neighbours(ids, k)
+    assert nb.shape == (*ids.shape, k) and not bool((nb == ids.unsqueeze(-1)).any())
+    codes, every = tok.embed(ids).reshape(-1, 4), tok.embed(torch.arange(tok.vocab_size))
+    d = (tok.embed(nb).reshape(-1, k, 4) - codes[:, None]).pow(2).sum(-1)
+    full = (every[None] - codes[:, None]).pow(2).sum(-1)
+    full[torch.arange(len(codes)), ids.reshape(-1)] = float("inf")
+    torch.testing.assert_close(d, full.sort(-1).values[:, :k], atol=1e-6, rtol=0)

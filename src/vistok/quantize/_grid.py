@@ -117,6 +117,24 @@ def grid_neighbours(
     return out
 
 
+def fsq_neighbours(
+    indices: Tensor, levels: list[int], k: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """The ``k`` nearest other codes of FSQ-style mixed-radix ids, nearest first: long ``[...] -> [..., k]``.
+
+    Digit ``i`` (place value :func:`mixed_radix_basis`, first least significant) is a level
+    ``0 .. L_i - 1`` of a grid spaced ``1 / (L_i // 2)`` (FSQ's codes in ``[-1, 1]``); the distance
+    is L2 in that code space, found on the grid without enumerating the codebook.
+    """
+    half = [n // 2 for n in levels]
+    lcm = math.lcm(*half)
+    basis = torch.tensor(mixed_radix_basis(levels), device=indices.device)
+    lv = torch.tensor(levels, device=indices.device)
+    digits = index_to_digits(indices.reshape(-1).long(), lv, basis)
+    nb = grid_neighbours(digits, list(levels), [lcm // h for h in half], k, generator=generator)
+    return digits_to_index(nb, basis).reshape(*indices.shape, k)
+
+
 def bit_flip_neighbours(
     indices: Tensor, bits: int, k: int, *, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -124,9 +142,6 @@ def bit_flip_neighbours(
     bits first (the euclidean order of the sign vectors): long ``[...] -> [..., k]``.
 
     Bit ``i`` of an id is the sign of channel ``i`` (least significant first); ``1 <= k < 2**bits``.
+    Two-level FSQ digits: :func:`fsq_neighbours` with every level 2.
     """
-    basis = 2 ** torch.arange(bits, device=indices.device)
-    levels = torch.full((bits,), 2, device=indices.device)
-    digits = index_to_digits(indices.reshape(-1).long(), levels, basis)
-    nb = grid_neighbours(digits, [2] * bits, [1] * bits, k, generator=generator)
-    return digits_to_index(nb, basis).reshape(*indices.shape, k)
+    return fsq_neighbours(indices, [2] * bits, k, generator=generator)

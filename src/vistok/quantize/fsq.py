@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from vistok.quantize import _fsq_native
-from vistok.quantize._grid import digits_to_index, grid_neighbours, index_to_digits, mixed_radix_basis
+from vistok.quantize._grid import digits_to_index, fsq_neighbours, index_to_digits, mixed_radix_basis
 from vistok.quantize.base import Quantizer, QuantizerOutput
 from vistok.registry import QUANTIZERS
 
@@ -202,11 +202,7 @@ class FSQ(Quantizer):
 
         Found on the grid without enumerating the codebook (see ``vistok.quantize._grid``).
         """
-        half = [n // 2 for n in self.levels]
-        lcm = math.lcm(*half)
-        digits = index_to_digits(indices.reshape(-1).long(), self._levels, self._basis)
-        nb = grid_neighbours(digits, self.levels, [lcm // h for h in half], k, generator=generator)
-        return digits_to_index(nb, self._basis).reshape(*indices.shape, k)
+        return fsq_neighbours(indices, list(self.levels), k, generator=generator)
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, dim={self.dim}"

@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from vistok.models.zoo._base import PublishedTokenizer
 from vistok.nn.taming import AttnBlock, Downsample, ResnetBlock, Upsample, group_norm
-from vistok.quantize._grid import digits_to_index, grid_neighbours, index_to_digits
+from vistok.quantize._grid import fsq_neighbours
 from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 from vistok.utils.checkpoints import CheckpointError
@@ -317,11 +317,7 @@ class FSQ(nn.Module):
     def neighbours(self, ids: Tensor, k: int) -> Tensor:
         """The ``k`` nearest other codes in code space (level ``i`` spaced ``1 / (L_i // 2)``),
         nearest first: long ``[...] -> [..., k]`` (found on the grid, see ``vistok.quantize._grid``)."""
-        half = [n // 2 for n in self.levels]
-        lcm = math.lcm(*half)
-        digits = index_to_digits(ids.reshape(-1).long(), self._levels.long(), self._basis.long())
-        nb = grid_neighbours(digits, list(self.levels), [lcm // h for h in half], k)
-        return digits_to_index(nb, self._basis.long()).reshape(*ids.shape, k)
+        return fsq_neighbours(ids, list(self.levels), k)
 
     def quantize(self, z: Tensor) -> Tensor:
         """``[B, d, h, w]`` -> rounded, renormalized codes ``[B, h, w, d]``."""
