@@ -42,19 +42,21 @@ def _custom(x: torch.Tensor, models: list[tuple[str, str]], out: str) -> None:
     from pathlib import Path
 
     res: dict[str, dict[str, float]] = {}
-    ks: list[int] = []
+    ks: set[int] = set()
     for label, spec in models:
         tok = vistok.create(spec)
-        ks = [2**i for i in range(12) if 2**i <= tok.max_tokens]
+        own = [2**i for i in range(12) if 2**i <= tok.max_tokens]
+        ks.update(own)
         res[label] = {
-            str(k): psnr_per_image(x, reconstruct_at(tok, x, num_tokens=k)).mean().item() for k in ks
+            str(k): psnr_per_image(x, reconstruct_at(tok, x, num_tokens=k)).mean().item() for k in own
         }
         ceiling = _AtSize(tok.backbone, tok.input_size)
         res[label]["backbone"] = psnr_per_image(x, reconstruct_at(ceiling, x)).mean().item()
-    print("| model | " + " | ".join(f"k={k}" for k in ks) + " | backbone |")
-    print("|---|" + "---|" * (len(ks) + 1))
+    columns = sorted(ks)  # every model's k; a model without one shows "–"
+    print("| model | " + " | ".join(f"k={k}" for k in columns) + " | backbone |")
+    print("|---|" + "---|" * (len(columns) + 1))
     for label, row in res.items():
-        cells = [f"{row[str(k)]:.2f}" if str(k) in row else "–" for k in ks]
+        cells = [f"{row[str(k)]:.2f}" if str(k) in row else "–" for k in columns]
         print(f"| {label} | " + " | ".join(cells) + f" | {row['backbone']:.2f} |")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(res, indent=1))
