@@ -277,3 +277,26 @@ def test_bad_architecture_is_a_spec_error() -> None:
         vistok.create("titok:dec_patch_size=8,image_size=256")
     with pytest.raises(SpecError, match="multiple of 32"):
         vistok.create("maskgit-vqgan:hidden_channels=48")
+
+
+@pytest.mark.parametrize("l2", [False, True])
+def test_training_quantizer_loss_is_the_official_formula(l2: bool) -> None:
+    """Training VQ: ``mean((q - sg z)^2) + 0.25 mean((sg q - z)^2)`` on the (normalized) tokens, ids as
+    ``indices``, straight-through gradient (identity to the normalized input); zero loss in eval."""
+    from vistok.models.zoo.titok import VectorQuantizer
+
+    torch.manual_seed(0)
+    vq = VectorQuantizer(32, 6, use_l2_norm=l2)
+    z = torch.randn(2, 5, 6, requires_grad=True)
+    out = vq.train()(z)
+    zn = torch.nn.functional.normalize(z, dim=-1) if l2 else z
+    ids = vq.indices(z)
+    assert torch.equal(out.indices, ids)
+    q = vq.lookup(ids)
+    expected = (1.0 + 0.25) * (q - zn).pow(2).mean()
+    torch.testing.assert_close(out.loss, expected)
+    torch.testing.assert_close(out.quantized, q)
+    (g,) = torch.autograd.grad(out.quantized.sum(), z, retain_graph=True)
+    (g_ref,) = torch.autograd.grad(zn.sum(), z)
+    torch.testing.assert_close(g, g_ref)
+    assert float(vq.eval()(z).loss) == 0.0
