@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-TIMING_KEYS = {"wall_s", "speed", "peak_rss_mb"}
+TIMING_KEYS = {"wall_s", "seconds", "speed", "peak_rss_mb"}
 
 
 def numbers(results: dict[str, Any]) -> dict[str, float]:

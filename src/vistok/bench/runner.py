@@ -171,17 +171,31 @@ def run_point(
             perturbation=perturbation,
             skipped=skipped,
         )
+        # Where the point's time goes: coding (load, fit, encode/decode, perturb, save) and
+        # each suite (its ``add`` calls and its ``finish``), in seconds of wall clock.
+        seconds = {"code": 0.0, **{suite.name: 0.0 for suite in suites}}
+        clock = time.perf_counter()
         for item in items:
+            now = time.perf_counter()
+            seconds["code"] += now - clock
             rows.append(item.row)
             for suite in suites:
                 suite.add(item)
+                clock = time.perf_counter()
+                seconds[suite.name] += clock - now
+                now = clock
+            clock = time.perf_counter()
+        seconds["code"] += time.perf_counter() - clock
     if not rows:
         raise RuntimeError(f"{point.label}: no image could be processed ({len(skipped)} skipped)")
     out = _record(point, tok, cfg, model_size, rows)
     out["skipped_images"] = [list(s) for s in skipped]
     for suite in suites:
+        clock = time.perf_counter()
         suite.finish(out)
+        seconds[suite.name] += time.perf_counter() - clock
     out["wall_s"] = time.perf_counter() - t_start
+    out["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
     return out
 
 

@@ -17,6 +17,19 @@ slightly negative are clipped at 0 in both decompositions, and the final value i
 clipped at 0. Covariances are unbiased (divide by ``N - 1``), as ``numpy.cov``. The
 decompositions run on one CPU thread (reproducible; ``vistok.utils.threads.torch_threads``).
 
+When both sets have no more samples than dimensions (a benchmark's few dozen images in
+1280 dimensions), the features themselves are kept and the trace comes from the sets'
+own ``N1 × N2`` cross product instead (:func:`trace_sqrt_product_low_rank`): with
+centred features ``X1`` ``[N1, D]`` and ``X2``, ``S1 S2`` has the nonzero eigenvalues of
+``M Mᵀ / ((N1-1)(N2-1))``, ``M = X1 X2ᵀ``, so
+
+    tr( (S1 S2)^(1/2) ) = ||X1 X2ᵀ||_* / sqrt((N1 - 1)(N2 - 1))
+
+(the nuclear norm: the sum of singular values). It is the same quantity, exactly, and
+is computed without the ``D - N`` eigenvalues that are zero only up to rounding — whose
+square roots the ``D × D`` route sums as noise (about 1e-6 of the value at ``D = 1280``,
+``N = 32``) — in microseconds instead of seconds.
+
 **Feature extractors** (:class:`FeatureExtractor`) turn images ``[B, 3, H, W]`` in
 ``[0, 1]`` into ``[B, dim]`` features. The default is ImageNet MobileNetV2's pooled
 1280-d features: images are resized to 224×224 (bilinear, antialiased, aspect ratio
@@ -68,7 +81,9 @@ __all__ = [
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_from_features",
+    "frechet_distance_low_rank",
     "trace_sqrt_product",
+    "trace_sqrt_product_low_rank",
 ]
 
 INCEPTION_ENV = "VISTOK_INCEPTION_WEIGHTS"
@@ -98,6 +113,34 @@ def trace_sqrt_product(sigma1: Tensor, sigma2: Tensor) -> float:
         m = a @ _as_f64(sigma2) @ a
         vals = torch.linalg.eigvalsh((m + m.T) / 2)
     return float(vals.clamp_min(0).sqrt().sum())
+
+
+def trace_sqrt_product_low_rank(x1: Tensor, x2: Tensor) -> float:
+    """``tr((S1 S2)^(1/2))`` of the unbiased covariances of features ``x1`` ``[N1, D]`` and
+    ``x2`` ``[N2, D]`` (N >= 2 each): the nuclear norm of the centred cross product over
+    ``sqrt((N1 - 1)(N2 - 1))`` (see module notes). Exact; costs ``O(N1 N2 D)``."""
+    a, b = _as_f64(x1), _as_f64(x2)
+    a, b = a - a.mean(0), b - b.mean(0)
+    with torch_threads(1):
+        sv = torch.linalg.svdvals(a @ b.T)
+    return float(sv.sum()) / math.sqrt((a.shape[0] - 1) * (b.shape[0] - 1))
+
+
+def _low_rank(n1: int, n2: int, dim: int) -> bool:
+    """Whether two sets of ``n1`` and ``n2`` features in ``dim`` dimensions take the
+    low-rank route: no more samples than dimensions in either set."""
+    return max(n1, n2) <= dim
+
+
+def frechet_distance_low_rank(x1: Tensor, x2: Tensor) -> float:
+    """Fréchet distance between feature sets ``[N1, D]`` and ``[N2, D]`` through
+    :func:`trace_sqrt_product_low_rank` (float64; >= 0)."""
+    a, b = _as_f64(x1), _as_f64(x2)
+    diff = a.mean(0) - b.mean(0)
+    tr1 = float((a - a.mean(0)).pow(2).sum()) / (a.shape[0] - 1)
+    tr2 = float((b - b.mean(0)).pow(2).sum()) / (b.shape[0] - 1)
+    fd = float(diff @ diff) + tr1 + tr2 - 2.0 * trace_sqrt_product_low_rank(a, b)
+    return max(fd, 0.0)
 
 
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -132,8 +175,15 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
 
 
 def frechet_distance_from_features(features1: Tensor, features2: Tensor) -> float:
-    """Fréchet distance between two feature sets ``[N1, D]`` and ``[N2, D]`` (N >= 2 each)."""
-    return frechet_distance(*feature_statistics(features1), *feature_statistics(features2))
+    """Fréchet distance between two feature sets ``[N1, D]`` and ``[N2, D]`` (N >= 2 each).
+
+    Sets with no more samples than dimensions take the exact low-rank route
+    (:func:`frechet_distance_low_rank`); larger ones the ``D × D`` one."""
+    f1, f2 = _as_f64(features1), _as_f64(features2)
+    shaped = f1.ndim == f2.ndim == 2 and f1.shape[1:] == f2.shape[1:]
+    if shaped and min(f1.shape[0], f2.shape[0]) >= 2 and _low_rank(f1.shape[0], f2.shape[0], f1.shape[1]):
+        return frechet_distance_low_rank(f1, f2)
+    return frechet_distance(*feature_statistics(f1), *feature_statistics(f2))
 
 
 # ---------------------------------------------------------------------------------------
@@ -288,6 +338,9 @@ class _Moments:
         self.shift: Tensor | None = None
         self.s1: Tensor | None = None
         self.s2: Tensor | None = None
+        # the features themselves while there are no more of them than dimensions (the
+        # low-rank route of the distance); dropped once the set outgrows them
+        self.rows: list[Tensor] | None = []
 
     def add(self, features: Tensor) -> None:
         f = _as_f64(features)
@@ -299,6 +352,14 @@ class _Moments:
         self.s1 += c.sum(0)
         self.s2 += c.T @ c
         self.n += f.shape[0]
+        if self.rows is not None:
+            self.rows.append(f)
+            if self.n > f.shape[1]:
+                self.rows = None
+
+    def features(self) -> Tensor | None:
+        """All features added ``[N, D]`` float64, or ``None`` once ``N`` exceeded ``D``."""
+        return torch.cat(self.rows) if self.rows else None
 
     def statistics(self) -> tuple[Tensor, Tensor]:
         if self.n < 2 or self.shift is None or self.s1 is None or self.s2 is None:
@@ -343,7 +404,11 @@ class FrechetAccumulator(Metric):
     def compute(self) -> dict[str, float]:
         if min(self.real.n, self.fake.n) < 2:
             return {"fd": math.nan, "count": float(self.real.n)}
-        fd = frechet_distance(*self.real.statistics(), *self.fake.statistics())
+        real, fake = self.real.features(), self.fake.features()
+        if real is not None and fake is not None:
+            fd = frechet_distance_low_rank(real, fake)
+        else:
+            fd = frechet_distance(*self.real.statistics(), *self.fake.statistics())
         return {"fd": fd, "count": float(self.real.n)}
 
 
