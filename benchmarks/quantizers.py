@@ -3,6 +3,7 @@
     pip install vector-quantize-pytorch   # benchmark only, not a vistok dependency
     python benchmarks/quantizers.py                  # all cases, ~5 minutes on 2 cores
     python benchmarks/quantizers.py --cases vq,fsq --reps 5 --json out.json
+    python benchmarks/quantizers.py --cases fsq,vq --stress 120   # under contention (both cores busy)
 
 Time: forward + backward (``quantized.square().mean() + loss``) of a batch of 64 x 256
 tokens, both libraries in this one process, interleaved (ours, theirs, ours, ...), best of
@@ -319,6 +320,13 @@ def main() -> None:
     p.add_argument("--mem-limit-gb", type=float, default=6.0)
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--json", default=None)
+    p.add_argument(
+        "--stress",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="time under contention: a second process keeps every core busy (at most SECONDS)",
+    )
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--lib", default="vistok", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -337,6 +345,62 @@ def main() -> None:
     )
     print(f"# load average at start: {os.getloadavg()}")
     print(f"# batch {B} x {N} tokens, forward+backward, best of {args.reps}")
+    stress = _start_stress(args.stress) if args.stress > 0 else None
+    if stress is not None:
+        print(f"# under contention: {os.cpu_count()} busy-loop processes for at most {args.stress:g} s")
+        args.skip_memory = True  # the memory children would be timed against the stress too
+    try:
+        rows = _run_cases(args, cases, names)
+    finally:
+        if stress is not None:
+            stress.terminate()
+            stress.wait()
+    if stress is not None and "fsq" in names:
+        fsq = next(r for r in rows if r["case"] == "fsq")
+        ok = fsq["ratio"] >= 2 and fsq["ours_s"] <= fsq["ours_torch_path_s"]
+        print(
+            f"# FSQ under contention: vqp/vistok {fsq['ratio']:.1f}x (>= 2x), native/torch path "
+            f"{fsq['ours_s'] / fsq['ours_torch_path_s']:.2f} (<= 1): {'holds' if ok else 'DOES NOT HOLD'}"
+        )
+    if stress is not None and "vq" in names:
+        roof = next(r for r in rows if r["case"] == "roofline")
+        if "native_gflops" in roof:
+            ok = roof["native_gflops"] >= roof["torch_gflops"]
+            print(
+                f"# VQ search under contention: native {roof['native_gflops']:.1f} vs torch "
+                f"{roof['torch_gflops']:.1f} GFLOP/s: {'holds' if ok else 'DOES NOT HOLD'}"
+            )
+    print(f"# load average at end: {os.getloadavg()}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2, default=str)
+
+
+_STRESS = """
+import multiprocessing as mp, sys, time
+def spin(deadline):
+    x = 0
+    while time.time() < deadline:
+        for i in range(10000):
+            x += i * i
+if __name__ == "__main__":
+    deadline = time.time() + float(sys.argv[1])
+    procs = [mp.Process(target=spin, args=(deadline,)) for _ in range(int(sys.argv[2]))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+"""
+
+
+def _start_stress(seconds: float) -> subprocess.Popen:
+    """A process whose children busy-loop on every core until ``seconds`` have passed."""
+    proc = subprocess.Popen([sys.executable, "-c", _STRESS, str(seconds), str(os.cpu_count() or 1)])
+    time.sleep(0.5)  # the loops are running before the first timing
+    return proc
+
+
+def _run_cases(args: argparse.Namespace, cases: dict[str, Case], names: list[str]) -> list[dict]:
     rows = []
     for name in names:
         c = cases[name]
@@ -364,10 +428,7 @@ def main() -> None:
             f"# VQ search (16384 x 16384 x 8, cosine): torch.mm 4096^3 {mm:.0f} GFLOP/s; "
             f"naive matmul+argmax {roof['naive_gflops']:.1f} GFLOP/s; vistok nearest_code {paths}"
         )
-    print(f"# load average at end: {os.getloadavg()}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2, default=str)
+    return rows
 
 
 def _vqp_version() -> str:

@@ -66,7 +66,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/heldout_psnr.json")
-    ap.add_argument("--model", action="append", default=[], metavar="LABEL=SPEC", help="1D models to evaluate")
+    ap.add_argument(
+        "--model", action="append", default=[], metavar="LABEL=SPEC", help="1D models to evaluate"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x = evaluation_views([i.path for i in corpus_images("heldout")], 256)

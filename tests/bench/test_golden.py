@@ -10,7 +10,9 @@ when a shipped model used here changes (only that point's numbers may move).
 The three ``fd/fd`` values were re-recorded (2026-12-04) when FD with no more feature rows than
 dimensions moved to the exact low-rank route (``frechet_distance_low_rank``): they moved by
 1.4e-6 to 8.6e-6 relative, upward, as expected of the ``D × D`` route that summed square roots of
-rounding-noise eigenvalues; no other number moved."""
+rounding-noise eigenvalues; no other number moved. Point 0's ``fd/fd`` moved again, by
+-1.0e-6 relative, when the metrics' MobileNetV2 became its BatchNorm-folded channels-last
+inference copy (float32 rounding; every DFD value stayed within 1e-6)."""
 
 from __future__ import annotations
 

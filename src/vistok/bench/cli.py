@@ -6,21 +6,41 @@ import argparse
 import time
 from pathlib import Path
 
-__all__ = ["DEFAULT_EQUAL_BYTES", "DEFAULT_TOKENIZERS", "add_command"]
+__all__ = ["DEFAULT_EQUAL_BYTES", "DEFAULT_TOKENIZERS", "FULL_TOKENIZERS", "add_command"]
 
-# The default run: shipped tokenizers when present, the codec baselines swept over
-# quality, and the protocol's own upper bound (lossless PNG: only the resize remains).
-DEFAULT_TOKENIZERS = ["vistok-f8", "vistok-1d", "vistok-pca", "jpeg", "webp", "png"]
-# ... and, at each learned point's own per-image bytes, a thumbnail (the only codec that
-# reaches the rates of a few 1D tokens) and full-size WebP (docs/protocol.md, "Equal bytes").
+# The default run (``vistok bench``), sized for a newcomer's first look (about 3 minutes on
+# 2 cores, docs/protocol.md "Cost"): the two shipped tokenizers — vistok-1d at a short, a
+# middle and its full prefix — JPEG and WebP at low, middle and high quality, and the
+# protocol's own upper bound (lossless PNG: only the resize remains).
+DEFAULT_TOKENIZERS = [
+    "vistok-f8",
+    "vistok-1d@8",
+    "vistok-1d@32",
+    "vistok-1d@256",
+    "jpeg:quality=15",
+    "jpeg:quality=50",
+    "jpeg:quality=90",
+    "webp:quality=10",
+    "webp:quality=50",
+    "webp:quality=90",
+    "png",
+]
+# ``vistok bench --full``: the complete sweep — vistok-1d at 1, 2, 4, ... 256 tokens, the
+# vistok-pca baseline at every token count, JPEG and WebP at six qualities each.
+FULL_TOKENIZERS = ["vistok-f8", "vistok-1d", "vistok-pca", "jpeg", "webp", "png"]
+# ... and, in both, at each learned point's own per-image bytes, a thumbnail (the only codec
+# that reaches the rates of a few 1D tokens) and full-size WebP (docs/protocol.md, "Equal bytes").
 DEFAULT_EQUAL_BYTES = ["thumbnail", "webp"]
 
 
-def _default_specs() -> list[str]:
+def _default_specs(full: bool = False) -> list[str]:
+    """The default run's specs whose tokenizer is registered here (a family another package
+    provides may be absent)."""
     import vistok
 
     names = set(vistok.list())
-    return [s for s in DEFAULT_TOKENIZERS if s.split(":")[0] in names]
+    specs = FULL_TOKENIZERS if full else DEFAULT_TOKENIZERS
+    return [s for s in specs if s.split(":")[0].split("@")[0] in names]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -32,7 +52,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from vistok.registry import SpecError
 
     default_run = not args.tokenizer and not args.reconstructions
-    specs = args.tokenizer or ([] if args.reconstructions else _default_specs())
+    if args.full and not default_run:
+        raise UsageError("--full is the default run's complete sweep: give it without -t/--reconstructions")
+    specs = args.tokenizer or ([] if args.reconstructions else _default_specs(args.full))
     equal_bytes = args.equal_bytes if args.equal_bytes is not None else []
     if args.equal_bytes is None and default_run:
         equal_bytes = list(DEFAULT_EQUAL_BYTES)
@@ -136,6 +158,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("--features", default="mobilenet_v2", help="FD feature network (mobilenet_v2 | inception)")
     p.add_argument("--no-sweep", action="store_true", help="use each spec as given (no quality/token sweep)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the default run's complete sweep: vistok-1d and vistok-pca at every token count, "
+        "JPEG and WebP at six qualities (about 4x the default run's time)",
+    )
     p.add_argument("--limit", type=int, default=None, help="at most N images of each kind (quick runs)")
     p.add_argument(
         "--reconstructions",

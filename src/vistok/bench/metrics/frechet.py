@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vistok.bench.metrics.base import MeanAccumulator, Metric, check_pair
+from vistok.bench.metrics.cache import ORIGINALS
 from vistok.bench.metrics.inception import FID_WEIGHTS_NAME, FIDInceptionV3, load_fid_inception
 from vistok.nn.mobilenet import STAGE_ENDS, MobileNetV2, imagenet_normalize, mobilenet_v2_imagenet
 from vistok.registry import METRICS, Registry
@@ -192,10 +193,9 @@ def frechet_distance_from_features(features1: Tensor, features2: Tensor) -> floa
 
 @functools.lru_cache(maxsize=4)
 def _shared_mobilenet(device: str) -> MobileNetV2:
-    """One frozen ImageNet MobileNetV2 per device, shared by FD and DFD."""
-    net = mobilenet_v2_imagenet(pretrained=True).to(device)
-    net.requires_grad_(False)
-    return net
+    """One frozen ImageNet MobileNetV2 per device, shared by FD and DFD: its inference copy
+    (BatchNorm folded, channels-last; :meth:`MobileNetV2.for_inference`)."""
+    return mobilenet_v2_imagenet(pretrained=True).for_inference().to(device)
 
 
 class FeatureExtractor:
@@ -206,12 +206,16 @@ class FeatureExtractor:
         label: how results name the Fréchet distance in this space (``"FD-MobileNetV2"``).
         dim: the feature size.
         preprocessing: a one-line description recorded with results.
+        cache_key: what the features depend on besides the image (network, weights,
+            preprocessing), for :data:`vistok.bench.metrics.cache.ORIGINALS`; ``None``: not
+            cached.
     """
 
     name: str = ""
     label: str = ""
     dim: int = 0
     preprocessing: str = ""
+    cache_key: str | None = None
 
     def __call__(self, images: Tensor) -> Tensor:
         raise NotImplementedError
@@ -239,6 +243,7 @@ class MobileNetV2Extractor(FeatureExtractor):
         self.preprocessing = (
             f"resize to {size}x{size} ({interpolation}, antialias), ImageNet mean/std normalization"
         )
+        self.cache_key = f"{self.name}:{size}:{interpolation}"
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Tensor:
@@ -251,7 +256,8 @@ class MobileNetV2Extractor(FeatureExtractor):
             )
         if self.interpolation == "bicubic":
             x = x.clamp(0, 1)  # bicubic overshoots
-        return net.pooled(imagenet_normalize(x)).float()
+        x = imagenet_normalize(x).contiguous(memory_format=torch.channels_last)
+        return net.pooled(x).float()
 
 
 class InceptionExtractor(FeatureExtractor):
@@ -292,6 +298,8 @@ class InceptionExtractor(FeatureExtractor):
             )
         self.weights = Path(path)
         self.device = device
+        stat = self.weights.stat()
+        self.cache_key = f"{self.name}:{self.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         self._nets: dict[str, FIDInceptionV3] = {}
         self._cpu = load_fid_inception(self.weights)  # fails early on a wrong file
 
@@ -399,7 +407,13 @@ class FrechetAccumulator(Metric):
     ) -> None:
         """Add a batch of originals and reconstructions (float ``[B, 3, H, W]`` in [0, 1])."""
         check_pair(originals, reconstructions, who="fd")
-        self.update_features(self.extractor(originals), self.extractor(reconstructions))
+        key = self.extractor.cache_key
+        if key is None:
+            real = self.extractor(originals)
+        else:  # the originals are the same at every point of a run: computed once
+            namespace = ("fd", key, getattr(self.extractor, "device", None) or str(originals.device))
+            (real,) = ORIGINALS.rows(namespace, originals, lambda x: [self.extractor(x)])
+        self.update_features(real, self.extractor(reconstructions))
 
     def compute(self) -> dict[str, float]:
         if min(self.real.n, self.fake.n) < 2:
@@ -426,18 +440,29 @@ def deep_feature_distance(
         float64 ``[B]`` in ``[0, 4]``; 0 for identical images.
     """
     check_pair(x, y, who="dfd")
-    if min(x.shape[-2:]) < 32:
-        raise ValueError(f"dfd: images must be at least 32x32 pixels, got {tuple(x.shape[-2:])}")
     net = net if net is not None else _shared_mobilenet(str(x.device))
-    b = x.shape[0]
+    return _dfd_from_maps(_dfd_maps(net, x, layers), _dfd_maps(net, y, layers))
+
+
+def _dfd_maps(net: MobileNetV2, images: Tensor, layers: Sequence[int]) -> list[Tensor]:
+    """The feature maps DFD compares: one float32 ``[B, C_i, H_i, W_i]`` per layer."""
+    if min(images.shape[-2:]) < 32:
+        raise ValueError(f"dfd: images must be at least 32x32 pixels, got {tuple(images.shape[-2:])}")
     with torch.no_grad():
-        both = imagenet_normalize(torch.cat([x, y]).float())
-        total = torch.zeros(b, dtype=torch.float64, device=x.device)
-        for f in net.feature_maps(both, layers):
-            f = f.double()
-            f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-10)
-            total += (f[:b] - f[b:]).pow(2).sum(1).flatten(1).mean(1)
-    return total / len(layers)
+        x = imagenet_normalize(images.float()).contiguous(memory_format=torch.channels_last)
+        return [f.float() for f in net.feature_maps(x, layers)]
+
+
+def _dfd_from_maps(maps_x: Sequence[Tensor], maps_y: Sequence[Tensor]) -> Tensor:
+    """float64 ``[B]``: the mean over layers of the position-averaged squared distance
+    between channel-unit-normalized maps."""
+    total = torch.zeros(maps_x[0].shape[0], dtype=torch.float64, device=maps_x[0].device)
+    for fx, fy in zip(maps_x, maps_y, strict=True):
+        fx, fy = fx.double(), fy.double()
+        fx = fx / fx.norm(dim=1, keepdim=True).clamp_min(1e-10)
+        fy = fy / fy.norm(dim=1, keepdim=True).clamp_min(1e-10)
+        total += (fx - fy).pow(2).sum(1).flatten(1).mean(1)
+    return total / len(maps_x)
 
 
 class DFDMetric(Metric):
@@ -459,7 +484,12 @@ class DFDMetric(Metric):
     ) -> None:
         if self.device is not None:
             originals, reconstructions = originals.to(self.device), reconstructions.to(self.device)
-        self.acc.add(deep_feature_distance(originals, reconstructions))
+        check_pair(originals, reconstructions, who="dfd")
+        net = _shared_mobilenet(str(originals.device))
+        # the originals' maps are the same at every point of a run: computed once
+        namespace = ("dfd", DFD_LAYERS, str(originals.device))
+        real = ORIGINALS.rows(namespace, originals, lambda x: _dfd_maps(net, x, DFD_LAYERS))
+        self.acc.add(_dfd_from_maps(real, _dfd_maps(net, reconstructions, DFD_LAYERS)))
 
     def compute(self) -> dict[str, float]:
         return {"dfd": self.acc.mean, "dfd_std": self.acc.std, "count": float(self.acc.count)}
