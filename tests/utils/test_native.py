@@ -44,6 +44,26 @@ def test_a_kernel_builds_once_into_the_cache_and_runs(fresh: Path) -> None:
 
 
 @needs_cc
+def test_a_loaded_library_is_returned_without_building_again(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once per process: a second load (with signatures, as every kernel call does) neither
+    builds nor runs the compiler (a regression: the signature loop's variable shadowed the
+    memo key, so every FSQ step forked ``cc --version`` and was 6x slower than torch)."""
+    src = fresh / "add.c"
+    src.write_text(ADD)
+    sig = {"add": ([ctypes.c_int, ctypes.c_int], ctypes.c_int)}
+    first = native.load(src, sig)
+    assert first is not None and first.add(2, 40) == 42
+    calls: list[object] = []
+    monkeypatch.setattr(native, "_build", lambda *a: calls.append(a))
+    monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: calls.append(a))
+    for _ in range(3):
+        assert native.load(src, sig) is first
+    assert calls == [] and list(native._loaded) == [str(src)]
+
+
+@needs_cc
 def test_a_changed_source_gets_a_new_library(fresh: Path) -> None:
     src = fresh / "add.c"
     src.write_text(ADD)

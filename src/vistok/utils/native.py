@@ -138,8 +138,8 @@ def load(source: Path, signatures: Signatures | None = None) -> ctypes.CDLL | No
             else:
                 try:
                     lib = ctypes.CDLL(str(_build(source, cc)))
-                    for name, (argtypes, restype) in (signatures or {}).items():
-                        fn = getattr(lib, name)
+                    for function, (argtypes, restype) in (signatures or {}).items():
+                        fn = getattr(lib, function)
                         fn.argtypes, fn.restype = argtypes, restype
                 except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                     warnings.warn(
