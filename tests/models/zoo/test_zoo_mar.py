@@ -6,6 +6,7 @@ from the official code) is ``{"model": state_dict}`` saved with ``torch.save``, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -39,8 +40,15 @@ def test_posterior_and_reconstruction_equal_the_official_code(suffix: str) -> No
     assert t.latents.dtype == torch.float16 and t.latents.shape == io["mean" + suffix].shape
     torch.testing.assert_close(t.latents.float(), io["mean" + suffix].half().float(), atol=1e-3, rtol=0)
     assert float(t.bits[0]) == 16.0 * t.latents[0].numel()
+    # The decoder is compared on the official code's own float16 latents: our mean equals the
+    # official one to ``atol``, but a value that close to a float16 rounding boundary may round
+    # to the neighbouring half (one half-ulp, ~1e-3 relative), which the decoder carries to
+    # ~3e-5 in pixels on some CPUs — a property of float16, not a difference of the decoders.
+    official = dataclasses.replace(t, latents=io["mean" + suffix].half())
     ref = ((io["recon_of_half" + suffix] + 1) * 0.5).clamp(0, 1)
-    torch.testing.assert_close(tok.decode(t), ref, atol=meta["atol"], rtol=0)
+    torch.testing.assert_close(tok.decode(official), ref, atol=meta["atol"], rtol=0)
+    # and our own latents decode to within what one half-ulp of a latent moves the pixels
+    torch.testing.assert_close(tok.decode(t), ref, atol=20 * meta["atol"], rtol=0)
 
 
 def test_sample_is_the_official_seeded_draw() -> None:
