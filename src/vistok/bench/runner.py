@@ -118,6 +118,19 @@ def _record(
     }
 
 
+class _Laps:
+    """Wall seconds by key: each :meth:`lap` adds the time since the previous lap to its key."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.seconds = dict.fromkeys(keys, 0.0)
+        self._last = time.perf_counter()
+
+    def lap(self, key: str) -> None:
+        now = time.perf_counter()
+        self.seconds[key] += now - self._last
+        self._last = now
+
+
 def run_point(
     tok: Tokenizer,
     point: Point,
@@ -172,31 +185,26 @@ def run_point(
             perturbation=perturbation,
             skipped=skipped,
         )
-        # Where the point's time goes: coding (load, fit, encode/decode, perturb, save) and
-        # each suite (its ``add`` calls and its ``finish``), in seconds of wall clock.
-        seconds = {"code": 0.0, **{suite.name: 0.0 for suite in suites}}
-        clock = time.perf_counter()
+        # Where the point's time goes: coding (load, fit, encode/decode, perturb, save, the
+        # record) and each suite (its ``add`` calls and its ``finish``), in wall seconds.
+        laps = _Laps(["code", *(suite.name for suite in suites)])
         for item in items:
-            now = time.perf_counter()
-            seconds["code"] += now - clock
+            laps.lap("code")
             rows.append(item.row)
             for suite in suites:
                 suite.add(item)
-                clock = time.perf_counter()
-                seconds[suite.name] += clock - now
-                now = clock
-            clock = time.perf_counter()
-        seconds["code"] += time.perf_counter() - clock
+                laps.lap(suite.name)
+        laps.lap("code")
     if not rows:
         raise RuntimeError(f"{point.label}: no image could be processed ({len(skipped)} skipped)")
     out = _record(point, tok, cfg, model_size, rows)
     out["skipped_images"] = [list(s) for s in skipped]
+    laps.lap("code")
     for suite in suites:
-        clock = time.perf_counter()
         suite.finish(out)
-        seconds[suite.name] += time.perf_counter() - clock
+        laps.lap(suite.name)
     out["wall_s"] = time.perf_counter() - t_start
-    out["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+    out["seconds"] = {k: round(v, 3) for k, v in laps.seconds.items()}
     return out
 
 
