@@ -121,10 +121,14 @@ def trace_sqrt_product_low_rank(x1: Tensor, x2: Tensor) -> float:
     ``x2`` ``[N2, D]`` (N >= 2 each): the nuclear norm of the centred cross product over
     ``sqrt((N1 - 1)(N2 - 1))`` (see module notes). Exact; costs ``O(N1 N2 D)``."""
     a, b = _as_f64(x1), _as_f64(x2)
-    a, b = a - a.mean(0), b - b.mean(0)
+    return _nuclear_trace(a - a.mean(0), b - b.mean(0))
+
+
+def _nuclear_trace(c1: Tensor, c2: Tensor) -> float:
+    """:func:`trace_sqrt_product_low_rank` of already centred float64 features."""
     with torch_threads(1):
-        sv = torch.linalg.svdvals(a @ b.T)
-    return float(sv.sum()) / math.sqrt((a.shape[0] - 1) * (b.shape[0] - 1))
+        sv = torch.linalg.svdvals(c1 @ c2.T)
+    return float(sv.sum()) / math.sqrt((c1.shape[0] - 1) * (c2.shape[0] - 1))
 
 
 def _low_rank(n1: int, n2: int, dim: int) -> bool:
@@ -137,10 +141,12 @@ def frechet_distance_low_rank(x1: Tensor, x2: Tensor) -> float:
     """Fréchet distance between feature sets ``[N1, D]`` and ``[N2, D]`` through
     :func:`trace_sqrt_product_low_rank` (float64; >= 0)."""
     a, b = _as_f64(x1), _as_f64(x2)
-    diff = a.mean(0) - b.mean(0)
-    tr1 = float((a - a.mean(0)).pow(2).sum()) / (a.shape[0] - 1)
-    tr2 = float((b - b.mean(0)).pow(2).sum()) / (b.shape[0] - 1)
-    fd = float(diff @ diff) + tr1 + tr2 - 2.0 * trace_sqrt_product_low_rank(a, b)
+    mu1, mu2 = a.mean(0), b.mean(0)
+    c1, c2 = a - mu1, b - mu2
+    diff = mu1 - mu2
+    tr1 = float(c1.pow(2).sum()) / (a.shape[0] - 1)
+    tr2 = float(c2.pow(2).sum()) / (b.shape[0] - 1)
+    fd = float(diff @ diff) + tr1 + tr2 - 2.0 * _nuclear_trace(c1, c2)
     return max(fd, 0.0)
 
 
