@@ -29,6 +29,15 @@ positions, which is what makes it trainable on a CPU. This family does that:
   the expected code value under the predicted distribution (the MMSE estimate; the
   default for FSQ), ``"argmax"`` the most likely level or code. The frozen backbone decoder
   renders pixels.
+* **Flow decoder** (``decoder="flow"``, FlexTok): instead of one regression of the grid, the
+  decoder transformer is a rectified flow: it reads the noisy grid ``x_t = (1 - t) noise +
+  t grid`` (in patches, plus a sinusoidal embedding of ``t``) with the kept tokens, and
+  predicts the velocity ``grid - noise`` (MSE on the backbone's grid values). Decoding
+  integrates ``flow_steps`` Euler steps from one fixed noise grid (``flow_seed``), so it is
+  deterministic and independent of the batch. Where few tokens leave the grid uncertain, the
+  flow samples a plausible grid instead of the blurry mean a regression gives. No
+  classifier-free guidance (FlexTok uses it; a later option). Training reconstructions
+  (for monitoring) are the one-step estimate ``x_t + (1 - t) v``.
 * **Variable length**: ``nested="pow2"`` (FlexTok) or ``"uniform"`` with
   ``nested_prob < 1`` (One-D-Piece's tail drop) train every prefix ``k`` of the ``N``
   tokens to decode, as in :mod:`vistok.models.latent1d`.
@@ -61,6 +70,17 @@ from vistok.registry import TOKENIZERS, format_spec
 from vistok.tokens import Tokens
 
 __all__ = ["Latent1dGridTokenizer", "architecture_spec"]
+
+
+def _time_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding ``[B, dim]`` of flow times ``t`` ``[B]`` in [0, 1]."""
+    half = dim // 2
+    freqs = torch.exp(
+        -torch.arange(half, device=t.device, dtype=torch.float32) * (torch.log(torch.tensor(1e4)) / half)
+    )
+    ang = 1000.0 * t.float()[:, None] * freqs[None]
+    emb = torch.cat([ang.sin(), ang.cos()], dim=-1)
+    return F.pad(emb, (0, dim - emb.shape[-1]))
 
 
 def architecture_spec(tok: Any) -> str:
@@ -116,6 +136,10 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         latent_dim, quantizer, latent_norm: the 1D tokens' bottleneck.
         nested, nested_prob: prefix-length sampling in training (see ``latent1d``).
         decode_mode: ``mean`` (expected code value) or ``argmax`` for discrete backbones.
+        decoder: ``regression`` (the head predicts the grid, as above) or ``flow``
+            (FlexTok's rectified-flow decoder: the same transformer, conditioned on the kept
+            tokens, the noisy grid and the flow time, predicts a velocity; decoding runs
+            ``flow_steps`` Euler steps from a fixed noise grid seeded by ``flow_seed``).
         stage: 1 (train the 1D model; backbone frozen) or 2 (fine-tune the backbone
             decoder; 1D model frozen).
     """
@@ -145,6 +169,9 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         stage: Literal[1, 2] = 1,
         linear: bool = False,
         pixel_loss: bool = False,
+        decoder: Literal["regression", "flow"] = "regression",
+        flow_steps: int = 8,
+        flow_seed: int = 0,
     ):
         super().__init__(quantizer=quantizer, latent_dim=latent_dim, latent_norm=latent_norm)
         from vistok.hub import create
@@ -188,6 +215,12 @@ class Latent1dGridTokenizer(LearnedTokenizer):
             self.target.width = c
         dw, dd, dh = decoder_width or width, decoder_depth or depth, decoder_heads or num_heads
         p2 = grid_patch * grid_patch
+        self.flow = decoder == "flow"
+        if self.flow and (linear or pixel_loss or int(stage) != 1):
+            raise ValueError("latent1d-grid: decoder=flow trains stage 1 only, without linear or pixel_loss")
+        if flow_steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {flow_steps}")
+        self.flow_steps, self.flow_seed = flow_steps, flow_seed
         self.grid_embed = nn.Linear(c * p2, width)
         self.enc_pos = PosEmb2d(self.grid, width, "learned")
         self.latent_tokens = nn.Parameter(torch.zeros(tokens, width))
@@ -199,7 +232,11 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         self.dec_pos = PosEmb2d(self.grid, dw, "learned")
         self.latent_pos = nn.Parameter(torch.zeros(tokens, dw))
         self.decoder = Transformer(dw, dd, dh, mlp_ratio=mlp_ratio)
-        self.head = nn.Linear(dw, self.target.width * p2)
+        self.out_channels = c if self.flow else self.target.width  # flow: a velocity on the grid values
+        self.head = nn.Linear(dw, self.out_channels * p2)
+        if self.flow:  # the noisy grid (in patches) and the flow time condition the decoder's grid tokens
+            self.flow_in = nn.Linear(c * p2, dw)
+            self.flow_time = nn.Sequential(nn.Linear(dw, dw), nn.SiLU(), nn.Linear(dw, dw))
         if linear:
             # the PCA path (set by warm_start): tokens = whitened principal coefficients of the
             # grid, prediction = least-squares reconstruction from the quantized tokens
@@ -214,6 +251,10 @@ class Latent1dGridTokenizer(LearnedTokenizer):
             self.register_buffer("warm_started", torch.zeros((), dtype=torch.bool))
         for m in (self.grid_embed, self.encoder, self.to_latent, self.from_latent, self.decoder, self.head):
             m.apply(init_weights)
+        if self.flow:
+            self.flow_in.apply(init_weights)
+            self.flow_time.apply(init_weights)
+            nn.init.normal_(self.flow_in.weight, std=self.flow_in.in_features**-0.5)
         with torch.no_grad():
             self.enc_pos.table.normal_(0.0, width**-0.5)
             self.latent_tokens.normal_(0.0, 0.02)  # small: what a token carries is what it reads
@@ -353,8 +394,14 @@ class Latent1dGridTokenizer(LearnedTokenizer):
             z = z + self.lin_enc(grid.flatten(1)).reshape(b, self.num_latent, -1)
         return z
 
-    def _decode_tokens(self, zq: Tensor, lengths: Tensor | None) -> Tensor:
-        """``zq [B, n, C]`` + kept lengths -> head output ``[B, h, w, width]`` on the backbone grid."""
+    def _decode_tokens(
+        self, zq: Tensor, lengths: Tensor | None, noisy: Tensor | None = None, t: Tensor | None = None
+    ) -> Tensor:
+        """``zq [B, n, C]`` + kept lengths -> head output ``[B, h, w, width]`` on the backbone grid.
+
+        Flow decoder: ``noisy`` is the grid ``x_t`` ``[B, h, w, C]`` at flow time ``t`` ``[B]``
+        and the output is the velocity ``[B, h, w, C]``.
+        """
         b, n = zq.shape[:2]
         lat = self.from_latent(zq)
         if n < self.num_latent:
@@ -365,9 +412,15 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         keep = torch.arange(self.num_latent, device=lat.device)[None, :] < kept[:, None]
         lat = torch.where(keep[..., None], lat, self.null_token.to(lat.dtype)) + self.latent_pos
         masks = (self.mask_token + self.dec_pos(*self.grid)).expand(b, -1, -1).to(lat.dtype)
+        if self.flow:
+            if noisy is None or t is None:
+                raise ValueError("the flow decoder needs the noisy grid and the flow time")
+            temb = self.flow_time(_time_embedding(t.to(lat.device), lat.shape[-1]).to(lat.dtype))
+            noisy_p = patchify(noisy.permute(0, 3, 1, 2).to(lat.dtype), self.grid_patch)
+            masks = masks + self.flow_in(noisy_p) + temb[:, None]
         x = self.decoder(torch.cat([masks, lat], dim=1))
         out = self.head(x[:, : masks.shape[1]])  # [B, L, width * g * g]
-        out = unpatchify(out, self.grid_patch, self.grid, channels=self.target.width)  # [B, width, h, w]
+        out = unpatchify(out, self.grid_patch, self.grid, channels=self.out_channels)  # [B, width, h, w]
         out = out.permute(0, 2, 3, 1)
         if self.linear:  # dropped tokens contribute nothing to the linear reconstruction
             kept_codes = (zq[:, :n] * keep[:, :n, None]).flatten(1)
@@ -440,6 +493,15 @@ class Latent1dGridTokenizer(LearnedTokenizer):
                 pred = self._decode_tokens(q.quantized, lengths)
                 loss = torch.zeros((), device=images.device)
             x = self._render(self._prediction_to_grid(pred, soft=soft))
+        elif self.flow:  # rectified flow: x_t = (1 - t) noise + t grid, velocity target grid - noise
+            q = self.quantize(self._encode_tokens(grid))
+            noise = torch.randn_like(grid)
+            t = torch.rand(b, device=grid.device)
+            xt = (1 - t)[:, None, None, None] * noise + t[:, None, None, None] * grid
+            v = self._decode_tokens(q.quantized, lengths, xt, t)
+            loss = q.loss + F.mse_loss(v.float(), grid - noise)
+            with torch.no_grad():  # monitoring: the one-step estimate of the grid from x_t
+                x = self._render(xt + (1 - t)[:, None, None, None] * v.detach())
         else:
             q = self.quantize(self._encode_tokens(grid))
             pred = self._decode_tokens(q.quantized, lengths)
@@ -480,6 +542,21 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         n = zq.shape[1]
         if not 1 <= n <= self.num_latent:
             raise ValueError(f"{self.spec}: decodes 1..{self.num_latent} tokens, got {n}")
+        if self.flow:
+            return self.from_model(self._render(self._sample_grid(zq, tokens.lengths))).clamp(0.0, 1.0)
         pred = self._decode_tokens(zq, tokens.lengths)
         x = self._render(self._prediction_to_grid(pred, soft=self.decode_mode == "mean"))
         return self.from_model(x).clamp(0.0, 1.0)
+
+    def _sample_grid(self, zq: Tensor, lengths: Tensor | None) -> Tensor:
+        """The flow decoder's grid ``[B, h, w, C]``: ``flow_steps`` Euler steps from t = 0 to 1,
+        starting from one fixed noise grid (seeded by ``flow_seed``, the same for every image,
+        so a decode does not depend on the batch it is in)."""
+        gen = torch.Generator().manual_seed(self.flow_seed)
+        shape = (1, *self.grid_size, self.grid_channels)
+        x = torch.randn(shape, generator=gen).to(zq.device).expand(zq.shape[0], -1, -1, -1)
+        dt = 1.0 / self.flow_steps
+        for i in range(self.flow_steps):
+            t = torch.full((zq.shape[0],), i * dt, device=zq.device)
+            x = x + dt * self._decode_tokens(zq, lengths, x, t).float()
+        return x
