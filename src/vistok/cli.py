@@ -358,6 +358,7 @@ _COMMAND_MODULES = [
     "vistok.reduce.bench",
     "vistok.prior.cli",
     "vistok.models.zoo._cli",
+    "vistok.study.cli",
 ]
 
 
