@@ -85,6 +85,29 @@ def test_update_doc_replaces_only_the_block(tmp_path):
     assert "old table" not in text and "psnr 20.00 ± 0.10" in text and "**reproduced**" in text
 
 
+def test_update_doc_rewrites_the_studies_run_and_keeps_the_others(tmp_path):
+    doc = tmp_path / "m.md"
+    doc.write_text(f"intro\n\n{BEGIN}\n{END}\n")
+
+    def result(name: str, psnr: float, verdict: str) -> dict:
+        return {
+            "study": name, "claim": "c", "paper": "p", "mechanism": "m", "measure": "x", "seeds": [0],
+            "verdict": verdict, "budget": {"steps": 1, "batch_size": 1, "size": 8, "threads": 1},
+            "checks": [{"passed": True, "text": "t", "effect": {"mean": 1.0, "spread": 0.0}, "unit": "dB"}],
+            "cpu_seconds": 6.0, "plot": "p.png", "arms": [{"name": "a", "label": "A", "source": None}],
+            "runs": {"a": {"0": {"train_seconds": 2.0}}}, "summary": {"a": {"psnr": {"mean": psnr, "spread": 0.0}}},
+            "plot_metrics": ["psnr"],
+        }  # fmt: skip
+
+    update_doc(doc, [result("zeta", 20.0, "reproduced"), result("alpha", 21.0, "reproduced")])
+    update_doc(doc, [result("zeta", 22.5, "not reproduced")])  # only zeta ran again
+    text = doc.read_text()
+    assert "psnr 21.00" in text and "psnr 22.50" in text and "psnr 20.00" not in text
+    assert text.count("### alpha") == 1 and text.count("### zeta") == 1
+    assert text.index("[`alpha`]") < text.index("[`zeta`]") < text.index("### alpha") < text.index("### zeta")
+    assert "| [`zeta`](#zeta) | c (p) |" in text and "**not reproduced**" in text
+
+
 @pytest.fixture(scope="module")
 def quick_ctx(tmp_path_factory):
     return StudyContext(tmp_path_factory.mktemp("studies"), QUICK, quick=True, progress=False)

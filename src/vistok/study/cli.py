@@ -66,7 +66,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "--docs",
         default=None,
         metavar="FILE",
-        help="also rewrite the generated table in FILE (docs/mechanisms.md)",
+        help="also rewrite, in FILE (docs/mechanisms.md), the rows and sections of the studies run (others are kept)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_study)
