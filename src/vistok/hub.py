@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vistok.registry import TOKENIZERS, SpecError, format_spec, split_point
+from vistok.configurable import jsonable
+from vistok.registry import TOKENIZERS, SpecError, split_point
 from vistok.tokenizer import Tokenizer
 from vistok.utils.checkpoints import CheckpointError
 from vistok.utils.io import atomic_write_bytes, atomic_write_text
@@ -134,11 +135,9 @@ def save_pretrained(tokenizer: Tokenizer, directory: str | Path) -> Path:
     config = {
         "vistok_version": vistok.__version__,
         "name": tokenizer.registry_name,
-        "config": {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in tokenizer.config.items()
-            if k not in tokenizer.source_keys  # where weights came from is not architecture
-        },
+        "config": jsonable(
+            {k: v for k, v in tokenizer.config.items() if k not in tokenizer.source_keys}
+        ),  # where weights came from (source_keys) is not architecture
     }
     atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -221,5 +220,4 @@ def load(name_or_path: str | Path, *, revision: str | None = None, strict: bool 
     model.load_state_dict(state, strict=strict)
     model.eval()
     model.spec = str(name_or_path)  # rebuilds it with its weights (vistok.create accepts folders)
-    model.arch_spec = format_spec(name, params)  # type: ignore[attr-defined]  # rebuilds it without the folder
     return model

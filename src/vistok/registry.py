@@ -286,10 +286,11 @@ def coerce(value: Any, ann: Any, *, where: str) -> Any:
     return value
 
 
-def _params_of(fn: Callable[..., Any]) -> dict[str, Param]:
+def _params_of(fn: Callable[..., Any], *, skip: tuple[str, ...] = ()) -> dict[str, Param]:
     """The spec keys of a factory function, or of a class's constructor (``self`` aside).
 
-    Every named parameter is a key and must have a default; ``*args``/``**kwargs`` are not.
+    Every named parameter is a key and must have a default; ``*args``/``**kwargs`` and the
+    registry's context parameters (``skip``) are not.
     """
     sig = inspect.signature(fn)  # for a class: its __init__ without self
     try:
@@ -298,7 +299,7 @@ def _params_of(fn: Callable[..., Any]) -> dict[str, Param]:
         hints = {}
     params = {}
     for p in sig.parameters.values():
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in skip:
             continue
         if p.default is inspect.Parameter.empty:
             raise TypeError(f"registry factory {fn.__qualname__}: parameter {p.name!r} needs a default")
@@ -309,10 +310,17 @@ def _params_of(fn: Callable[..., Any]) -> dict[str, Param]:
 class Registry(Generic[T]):
     """Name -> factory table with typed overrides and helpful errors."""
 
-    def __init__(self, what: str, *, point: Callable[[T, int], T] | None = None):
-        """``point(obj, k)`` makes ``NAME@k`` mean "obj at k tokens"; without it ``@k`` is an error."""
+    def __init__(
+        self, what: str, *, point: Callable[[T, int], T] | None = None, context: tuple[str, ...] = ()
+    ):
+        """``point(obj, k)`` makes ``NAME@k`` mean "obj at k tokens"; without it ``@k`` is an error.
+
+        ``context`` names constructor arguments that every entry takes and that are not part
+        of a spec (a prior's ``space``): :meth:`create` passes them through untyped.
+        """
         self.what = what
         self._point = point
+        self.context = context
         self._entries: dict[str, Entry[T]] = {}
 
     def register(
@@ -332,7 +340,7 @@ class Registry(Generic[T]):
         """
 
         def deco(fn: Callable[..., T]) -> Callable[..., T]:
-            params = _params_of(fn)
+            params = _params_of(fn, skip=self.context)
             if positional is not None and positional not in params:
                 raise TypeError(f"registry factory {fn.__qualname__}: no parameter {positional!r}")
             self._add(
@@ -345,6 +353,8 @@ class Registry(Generic[T]):
                     positional=positional,
                 )
             )
+            if inspect.isclass(fn) and "registered_as" not in fn.__dict__:
+                fn.registered_as = name  # type: ignore[attr-defined]  # what a directly built one saves as
             return fn
 
         return deco
@@ -425,17 +435,24 @@ class Registry(Generic[T]):
         """Build the object named by ``spec``; keyword ``overrides`` win over the spec.
 
         ``spec@k`` builds ``spec`` and applies the registry's ``point`` hook with ``k``.
+        Context arguments (see ``__init__``) go to the factory as they are.
+
+        The object gets its names stamped: ``registry_name`` (the entry), ``family`` (a
+        variant's base) and ``spec`` (the entry and the arguments that differ from its
+        defaults). A class captures its own ``config`` at construction
+        (:mod:`vistok.configurable`); a function factory's arguments are stamped as ``config``.
         """
         base, k = split_point(spec)
         if k is not None:
             return self.at_point(self.create(base, **overrides), k, spec=spec)
+        context = {c: overrides.pop(c) for c in self.context if c in overrides}
         entry, kwargs = self.resolve(spec, **overrides)
         if entry.available is not None:
             reason = entry.available()
             if reason:
                 raise SpecError(f"{self.what} {entry.name!r} is not available here: {reason}")
         try:
-            obj = entry.factory(**kwargs)
+            obj = entry.factory(**context, **kwargs)
         except (ValueError, TypeError) as e:
             raise SpecError(f"{spec!r}: {e}") from e
         defaults = entry.defaults()
@@ -444,7 +461,8 @@ class Registry(Generic[T]):
             obj.spec = format_spec(entry.name, changed)  # type: ignore[attr-defined]
             obj.family = entry.base or entry.name  # type: ignore[attr-defined]
             obj.registry_name = entry.name  # type: ignore[attr-defined]
-            obj.config = kwargs  # type: ignore[attr-defined]
+            if not (inspect.isclass(entry.factory) and hasattr(obj, "init_config")):
+                obj.config = kwargs  # type: ignore[attr-defined]
         except AttributeError:  # pragma: no cover - objects that refuse attributes
             pass
         return obj

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from vistok.configurable import Configurable, jsonable
 from vistok.tokens import Tokens
 
 __all__ = ["Tokenizer", "check_images"]
@@ -28,7 +29,7 @@ def check_images(images: Tensor, *, who: str = "tokenizer") -> None:
         raise ValueError(f"{who}: images must lie in [0, 1], got values in [{lo:.3f}, {hi:.3f}]")
 
 
-class Tokenizer(nn.Module):
+class Tokenizer(Configurable, nn.Module):
     """Images ``[B, 3, H, W]`` float in ``[0, 1]`` <-> :class:`Tokens`.
 
     Class attributes a subclass sets:
@@ -46,7 +47,9 @@ class Tokenizer(nn.Module):
             ``vistok.create(tok.spec)`` accepts it and a ``.vtok`` file stores it (a
             registry spec, a shipped name, a checkpoint folder or ``diffusers:...``, with
             ``@k`` for a point of a variable-length tokenizer).
-        config / family / registry_name: set by the registry on creation.
+        config / family / registry_name: the constructor's arguments and the registered
+            name, captured at construction (:mod:`vistok.configurable`), so a tokenizer built
+            directly saves and loads like one built by name.
 
     Optional capabilities, declared here so that tools and type checkers see them (never
     probe for them with ``hasattr``):
@@ -69,10 +72,6 @@ class Tokenizer(nn.Module):
         self.input_size: int | None = None
         self.stride: int = 1
         self.default_num_tokens: int | None = None
-        self.spec: str = type(self).__name__
-        self.family: str = self.spec
-        self.registry_name: str = self.spec
-        self.config: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -182,5 +181,5 @@ class Tokenizer(nn.Module):
             "input_size": self.input_size,
             "stride": self.stride,
             "parameters": sum(p.numel() for p in self.parameters()),
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.config.items()},
+            "config": jsonable(self.config),
         }

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vistok
+from vistok.configurable import architecture_spec
 from vistok.hub import CheckpointError
 from vistok.models.conv2d import Conv2dTokenizer
 from vistok.models.latent1d import Latent1dTokenizer
@@ -49,7 +50,8 @@ def test_save_load_gives_identical_reconstructions(spec, tmp_path):
     assert (
         type(back) is type(m)
         and back.config == m.config
-        and back.arch_spec == vistok.registry.format_spec(m.registry_name, m.config)
+        and back.init_config == m.init_config
+        and vistok.create(architecture_spec(back)).init_config == m.init_config
     )
     assert (
         back.spec == str(tmp_path) and vistok.create(back.spec).config == m.config

@@ -33,9 +33,9 @@ def test_backbone_is_frozen_and_recorded(tmp_path: Path) -> None:
     tok.save_pretrained(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     # the config holds the backbone's architecture, not just its name
-    assert (
-        cfg["config"]["backbone"].startswith("conv2d-tiny:") and "norm=channel" in cfg["config"]["backbone"]
-    )
+    arch = cfg["config"]["backbone"]  # the class's name and every constructor argument
+    assert arch.startswith("conv2d:") and "norm=channel" in arch and "latent_norm=true" in arch
+    assert vistok.create(arch).init_config == vistok.create("conv2d-tiny:latent_norm=true").init_config
 
 
 def test_save_load_identical_output(tmp_path: Path, crops_of) -> None:
@@ -171,7 +171,14 @@ def test_published_continuous_backbone(tmp_path: Path) -> None:
     )
     tok.save_pretrained(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert cfg["config"]["backbone"].startswith("taef2:") and "weights" not in cfg["config"]["backbone"]
+    arch = cfg["config"]["backbone"]
+    assert arch.startswith("taesd:") and "weights" not in arch and "pretrained" not in arch
+    ref = vistok.create("taef2:channels=16")
+    drop = ref.source_keys  # where weights come from (weights, pretrained, release) is not architecture
+    rebuilt = vistok.create(arch).init_config
+    assert {k: v for k, v in rebuilt.items() if k not in drop} == {
+        k: v for k, v in ref.init_config.items() if k not in drop
+    }
     back = vistok.load(tmp_path / "m")  # the backbone's weights come from the checkpoint
     assert torch.equal(back.decode(back.encode(x)), tok.decode(tok.encode(x)))
 

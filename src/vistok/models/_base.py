@@ -84,17 +84,6 @@ def unbracket(spec: str) -> str:
     return s
 
 
-def _top_level_comma(spec: str) -> bool:
-    """Whether ``spec`` has a comma outside brackets (so it must be bracketed when nested)."""
-    depth = 0
-    for ch in spec:
-        depth += ch in "[("
-        depth -= ch in "])"
-        if ch == "," and depth == 0:
-            return True
-    return False
-
-
 def build_quantizer(spec: str, dim: int) -> torch.nn.Module:
     """Build the quantizer named by ``spec`` (bracketed or not) for ``dim``-wide latents.
 
@@ -134,7 +123,6 @@ class LearnedTokenizer(Tokenizer):
 
     def __init__(self, *, quantizer: str, latent_dim: int, latent_norm: bool = False):
         super().__init__()
-        self._quantizer_raw = quantizer
         self.latent_dim = latent_dim
         # optional parameter-free LayerNorm over the latent channels before the bottleneck:
         # keeps FSQ/LFQ inputs out of tanh/sign saturation (no state: checkpoints unaffected)
@@ -152,19 +140,6 @@ class LearnedTokenizer(Tokenizer):
                 f"quantizer {quantizer!r} turns a whole map into one index sequence (multi-scale); "
                 "the learned families need one index (or K) per token position"
             )
-
-    # ---- spec: keep nested quantizer specs re-parseable --------------------------------
-    @property  # type: ignore[override]
-    def spec(self) -> str:
-        return self._spec
-
-    @spec.setter
-    def spec(self, value: str) -> None:
-        raw = getattr(self, "_quantizer_raw", None)
-        if raw and _top_level_comma(raw):
-            # the registry writes str values verbatim; bracket ours so the spec parses back
-            value = value.replace(f"quantizer={raw}", f"quantizer=[{raw}]")
-        self._spec = value
 
     # ---- conversions -----------------------------------------------------------------------
     @staticmethod
@@ -192,7 +167,8 @@ class LearnedTokenizer(Tokenizer):
             TypeError: for continuous tokenizers (no codebook).
         """
         if self.kind != "discrete":
-            raise TypeError(f"{self.spec}: continuous tokenizer ({self._quantizer_raw}); it has no codebook")
+            quantizer = self.init_config.get("quantizer")
+            raise TypeError(f"{self.spec}: continuous tokenizer ({quantizer}); it has no codebook")
         return self.quantizer.codes(ids)
 
     @property

@@ -66,7 +66,7 @@ from vistok.models.latent1d import Nested, sample_lengths
 from vistok.nn.posemb import PosEmb2d
 from vistok.nn.transformer import Transformer, init_weights
 from vistok.quantize.fsq import FSQ
-from vistok.registry import TOKENIZERS, format_spec
+from vistok.registry import TOKENIZERS
 from vistok.tokens import Tokens
 
 __all__ = ["Latent1dGridTokenizer", "architecture_spec"]
@@ -84,15 +84,11 @@ def _time_embedding(t: Tensor, dim: int) -> Tensor:
 
 
 def architecture_spec(tok: Any) -> str:
-    """A spec that rebuilds ``tok``'s architecture from the registry alone (no files).
+    """A spec that rebuilds ``tok``'s architecture from the registry alone (no files): its
+    class's registered name and constructor arguments, less where weights came from."""
+    from vistok.configurable import architecture_spec as spec_of
 
-    Shipped or loaded models carry ``arch_spec`` (the family and config of their
-    checkpoint); others are rebuilt from their registry name and full config.
-    """
-    arch = getattr(tok, "arch_spec", None)
-    if arch:
-        return str(arch)
-    return format_spec(tok.registry_name, {k: v for k, v in tok.config.items() if k not in tok.source_keys})
+    return spec_of(tok, exclude=tok.source_keys)
 
 
 class _Target:
@@ -282,16 +278,9 @@ class Latent1dGridTokenizer(LearnedTokenizer):
         self._set_stage()
 
     # ---- config: record the backbone's architecture, not its name ------------------------
-    @property  # type: ignore[override]
-    def config(self) -> dict[str, Any]:
-        cfg = dict(self._config)
-        if cfg and getattr(self, "backbone_arch", None):
-            cfg["backbone"] = self.backbone_arch
-        return cfg
-
-    @config.setter
-    def config(self, value: dict[str, Any]) -> None:
-        self._config = dict(value)
+    def normalize_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The captured config with ``backbone`` as its architecture spec (no files needed)."""
+        return {**config, "backbone": self.backbone_arch}
 
     def _set_stage(self) -> None:
         """Freeze what the current stage does not train."""

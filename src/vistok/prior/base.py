@@ -13,9 +13,7 @@ parameters are declared once, on the registered factory, and read by the registr
 
 from __future__ import annotations
 
-import inspect
 import json
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -23,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from vistok.configurable import Configurable
 from vistok.prior.sampling import SamplingConfig
 from vistok.prior.space import TokenSpace
 from vistok.registry import Registry, SpecError
@@ -38,7 +37,7 @@ __all__ = [
     "save_prior",
 ]
 
-PRIORS: Registry[Any] = Registry("prior")
+PRIORS: Registry[Any] = Registry("prior", context=("space",))  # space: what the prior models
 FORMAT = "vistok.prior/1"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
@@ -47,7 +46,7 @@ class PriorCheckpointError(ValueError):
     """A prior folder that cannot be loaded; the message names the file and the reason."""
 
 
-class Prior(nn.Module):
+class Prior(Configurable, nn.Module):
     """Base class: the space, the class-condition table, and the shared pieces of the contract.
 
     Args:
@@ -60,9 +59,7 @@ class Prior(nn.Module):
     """
 
     exact_likelihood: ClassVar[bool] = False
-    name: str = ""
-    spec: str = ""
-    config: dict[str, Any]
+    config_exclude: ClassVar[tuple[str, ...]] = ("space",)
 
     def __init__(self, space: TokenSpace, dim: int, num_classes: int, class_dropout: float):
         super().__init__()
@@ -155,27 +152,14 @@ def register_prior(name: str) -> Callable[[P], P]:
     """Class decorator: register a :class:`Prior` subclass under ``name``.
 
     The registry reads the keyword parameters (types and defaults) of the class's
-    ``__init__(self, space, *, ...)``, so they are declared once; ``space`` is passed by
-    :func:`create_prior`.
+    ``__init__(self, space, *, ...)``, so they are declared once; ``space`` is context,
+    passed by :func:`create_prior` and saved beside the config, not in it.
     """
 
     def deco(cls: P) -> P:
-        sig = inspect.signature(cls.__init__)
-        hints = typing.get_type_hints(cls.__init__)
-        params = [p for p in sig.parameters.values() if p.name not in ("self", "space")]
-
-        def factory(space: Any = None, **kwargs: Any) -> Prior:
-            if not isinstance(space, TokenSpace):
-                raise ValueError(f"prior {name!r} needs a TokenSpace: create_prior(spec, space)")
-            return cls(space, **kwargs)  # type: ignore[no-any-return]
-
-        space_param = inspect.Parameter("space", inspect.Parameter.KEYWORD_ONLY, default=None)
-        factory.__signature__ = sig.replace(parameters=[space_param, *params])  # type: ignore[attr-defined]
-        factory.__annotations__ = {k: v for k, v in hints.items() if k not in ("return", "space")}
-        factory.__doc__ = cls.__doc__
-        factory.__qualname__ = cls.__qualname__
-        PRIORS.register(name)(factory)
-        return cls
+        if not (isinstance(cls, type) and issubclass(cls, Prior)):
+            raise TypeError(f"register_prior({name!r}): {cls!r} is not a Prior subclass")
+        return PRIORS.register(name)(cls)  # type: ignore[return-value]
 
     return deco
 
@@ -185,9 +169,9 @@ def create_prior(spec: str, space: TokenSpace, **overrides: Any) -> Prior:
     import vistok.prior.ar
     import vistok.prior.maskgit  # noqa: F401
 
-    prior = PRIORS.create(spec, space=space, **overrides)
-    prior.config = {k: v for k, v in prior.config.items() if k != "space"}
-    return prior
+    if not isinstance(space, TokenSpace):
+        raise ValueError(f"prior {spec!r} needs a TokenSpace: create_prior(spec, space)")
+    return PRIORS.create(spec, space=space, **overrides)  # type: ignore[no-any-return]
 
 
 def save_prior(prior: Prior, directory: str | Path, *, extra: dict[str, Any] | None = None) -> Path:

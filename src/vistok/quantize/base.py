@@ -21,6 +21,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from vistok.configurable import Configurable
+
 __all__ = [
     "LazyStats",
     "Quantizer",
@@ -195,7 +197,7 @@ def usage_stats(
     }
 
 
-class Quantizer(nn.Module):
+class Quantizer(Configurable, nn.Module):
     """Base class: float32 compute, input/output projections, the common attributes.
 
     Attributes:

@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
+from vistok.configurable import Configurable
 from vistok.reduce._state import Reduction
 from vistok.registry import Registry
 
@@ -69,7 +70,7 @@ class LayerContext:
         return pad if bool(pad.any()) else None
 
 
-class Reducer:
+class Reducer(Configurable):
     """Base class: subclasses set ``needs`` and implement :meth:`plan` and :meth:`reduce`.
 
     Args:
@@ -91,7 +92,7 @@ class Reducer:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        args = ", ".join(f"{k}={v!r}" for k, v in getattr(self, "init_config", {}).items())
         return f"{type(self).__name__}({args})"
 
 
